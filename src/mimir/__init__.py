@@ -1,0 +1,22 @@
+"""mimir: compress a trained network with a few unlabeled images (MiR and its baselines).
+
+    import mimir
+    result = mimir.compress("resnet20", data="fashion-mnist", samples=500, prune="channels:0.5")
+    print(result.summary["compressed"])
+    result.save("resnet20_mir.pt")
+    model, data_config, info = mimir.load_model("resnet20_mir.pt")
+"""
+
+from mimir.api import CompressResult, compress, evaluate, load_teacher, train_teacher
+from mimir.data import DataConfig
+from mimir.errors import MimirError
+from mimir.export import load_model, save_model
+from mimir.methods import list_methods
+from mimir.models import create_model, list_models, wrap_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompressResult", "DataConfig", "MimirError", "compress", "create_model", "evaluate", "list_methods",
+    "list_models", "load_model", "load_teacher", "save_model", "train_teacher", "wrap_model",
+]

@@ -1,0 +1,181 @@
+"""The ``mimir`` command. It only parses arguments and calls :mod:`mimir.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mimir.errors import MimirError
+
+
+def _add_train_teacher(sub) -> None:
+    p = sub.add_parser("train-teacher", help="train a registry model on all of Fashion-MNIST (with labels)")
+    p.add_argument("model", help="registry model name, e.g. resnet20")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="where to write the trained teacher (.pt)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _run_train_teacher(args) -> int:
+    from mimir import api
+
+    info = api.train_teacher(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, seed=args.seed, out=args.out,
+                             progress=not args.json)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"{args.model}: test accuracy {info['test_accuracy']:.2f} % after {args.epochs} epochs "
+              f"({info['train_seconds']:.0f} s); written to {args.out}")
+    return 0
+
+
+def _add_compress(sub) -> None:
+    p = sub.add_parser("compress", help="prune a teacher and train the student on a few unlabeled images",
+                       description="Prune TEACHER, train the student with METHOD on N few samples, "
+                                   "measure teacher / pruned / compressed, and optionally save the result.")
+    p.add_argument("--teacher", default="resnet20",
+                   help="registry name (bundled trained teacher, or --weights) or a mimir checkpoint (default: resnet20)")
+    p.add_argument("--weights", help="plain state-dict file for a registry --teacher (e.g. torchvision weights)")
+    p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map")
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
+    p.add_argument("--eval-data", default="auto",
+                   help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
+                        "(default: the Fashion-MNIST test set when --data is fashion-mnist)")
+    p.add_argument("--samples", type=int, default=500, help="number of few samples (default: 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the sample draw and training (default: 0)")
+    p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
+    p.add_argument("--prune", default="channels:0.5", help="channels:R or blocks:NAME,NAME (default: channels:0.5)")
+    p.add_argument("--method", default="mir", help="compression method (default: mir); see 'mimir methods'")
+    p.add_argument("--iterations", type=int, default=2000, help="training iterations (default: 2000)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
+    p.add_argument("--out", help="write the compressed model here (.pt, loadable with weights_only=True)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+
+
+def _fmt_acc(v) -> str:
+    return "n/a" if v is None else f"{v:.2f} %"
+
+
+def summary_table(summary: dict) -> str:
+    """The end-of-run table: teacher, pruned-before-training and compressed models."""
+    rows = [("teacher", summary["teacher"]), ("pruned (before training)", summary["pruned"]),
+            (f"compressed ({summary['method']})", summary["compressed"])]
+    t_macs, t_params = summary["teacher"]["macs"], summary["teacher"]["params"]
+    head = f"{'model':<28}{'accuracy':>10}{'params':>12}{'MACs':>12}{'of teacher':>12}"
+    lines = [head, "-" * len(head)]
+    for label, r in rows:
+        lines.append(f"{label:<28}{_fmt_acc(r['accuracy']):>10}{r['params'] / 1e6:>11.3f}M"
+                     f"{r['macs'] / 1e6:>11.2f}M{100 * r['macs'] / t_macs:>11.1f}%")
+    lines.append(f"MACs = multiply-accumulates per image; params of teacher {t_params:,}")
+    return "\n".join(lines)
+
+
+def _run_compress(args) -> int:
+    from mimir import api
+
+    eval_data = None if args.eval_data == "none" else args.eval_data
+    if not args.json:
+        print(f"mimir compress: teacher {args.teacher}, method {args.method}, prune {args.prune}, "
+              f"{args.samples} samples of {args.data} (seed {args.seed}), {args.iterations} iterations",
+              flush=True)
+    result = api.compress(args.teacher, data=args.data, samples=args.samples, seed=args.seed, prune=args.prune,
+                          method=args.method, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+                          balanced=args.balanced, weights=args.weights, feature_layer=args.feature_layer,
+                          eval_data=eval_data, progress=not args.json, out=args.out)
+    summary = result.summary
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(summary_table(summary))
+    if summary["used_labels"]:
+        print(f"note: method '{args.method}' used the labels of the {args.samples} samples")
+    print(f"trained in {summary['train_seconds']:.0f} s ({summary['iterations']} iterations), "
+          f"{summary['wall_seconds']:.0f} s in all")
+    if args.out:
+        print(f"written to {args.out}")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, parameters, MACs (and latency) of a model")
+    p.add_argument("model", help="a mimir checkpoint, or a registry name with a bundled teacher")
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (its test set) or an ImageNet-style folder")
+    p.add_argument("--latency", action="store_true", help="also time one forward pass on the CPU")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _run_evaluate(args) -> int:
+    from mimir import api
+
+    result = api.evaluate(args.model, data=args.data, latency=args.latency, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    line = (f"{args.model}: accuracy {_fmt_acc(result['accuracy'])}, {result['params']:,} params, "
+            f"{result['macs'] / 1e6:.2f} M MACs")
+    if "latency_ms" in result:
+        line += f", {result['latency_ms']:.2f} ms per image (CPU, median)"
+    print(line)
+    return 0
+
+
+def _add_listing(sub) -> None:
+    sub.add_parser("models", help="list registry models and bundled teachers")
+    sub.add_parser("methods", help="list compression methods")
+
+
+def _run_models(args) -> int:
+    from mimir.models import list_models
+    from mimir.teachers import bundled_teachers
+
+    bundled = set(bundled_teachers())
+    for name in list_models():
+        print(name + ("  (bundled Fashion-MNIST teacher)" if name in bundled else ""))
+    return 0
+
+
+def _run_methods(args) -> int:
+    from mimir.methods import get_method, list_methods
+
+    for name in list_methods():
+        m = get_method(name)
+        doc = (type(m).__doc__ or sys.modules[type(m).__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<14}{'uses labels  ' if m.needs_labels else 'label-free   '}{doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimir", description="Few-sample network compression (MiR and baselines).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_compress(sub)
+    _add_evaluate(sub)
+    _add_train_teacher(sub)
+    _add_listing(sub)
+    return parser
+
+
+_RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "train-teacher": _run_train_teacher,
+            "models": _run_models, "methods": _run_methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _RUNNERS[args.command](args)
+    except MimirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Fashion-MNIST from the original IDX files.
+
+Looked for, in order: ``$MIMIR_FASHION_MNIST``, Debian's ``dataset-fashion-mnist`` package
+(``/usr/share/datasets/fashion-mnist``), then torchvision's downloader into ``~/.cache/mimir``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mimir.data.datasets import LabeledImages
+from mimir.errors import MimirError
+
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_CACHE: dict[str, LabeledImages] = {}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) into a numpy array of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise MimirError(f"{path} is not an unsigned-byte IDX file", "reinstall the data set")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(data) - offset != expected:
+        raise MimirError(f"{path} is truncated ({len(data) - offset} of {expected} bytes)",
+                         "reinstall the data set")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, "FashionMNIST/raw/" + stem, "FashionMNIST/raw/" + stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _candidate_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("MIMIR_FASHION_MNIST"):
+        dirs.append(Path(os.environ["MIMIR_FASHION_MNIST"]))
+    dirs += [DEBIAN_DIR, Path.home() / ".cache" / "mimir" / "fashion-mnist"]
+    return dirs
+
+
+def locate(split: str, download: bool = True) -> tuple[Path, Path]:
+    """Return the (images, labels) IDX paths of ``split``, downloading with torchvision if needed."""
+    image_stem, label_stem = _FILES[split]
+    for directory in _candidate_dirs():
+        images, labels = _find(directory, image_stem), _find(directory, label_stem)
+        if images and labels:
+            return images, labels
+    if download:
+        target = Path.home() / ".cache" / "mimir" / "fashion-mnist"
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(target), train=(split == "train"), download=True)
+        except Exception:  # noqa: BLE001 - any failure means "not available here"
+            pass
+        else:
+            return locate(split, download=False)
+    raise MimirError(
+        "Fashion-MNIST not found and could not be downloaded",
+        "install it with 'apt-get install dataset-fashion-mnist' (Debian), or put the four IDX "
+        "files in a folder and set MIMIR_FASHION_MNIST to it",
+    )
+
+
+def load_fashion_mnist(split: str = "train") -> LabeledImages:
+    """The whole ``train`` (60,000) or ``test`` (10,000) split as 1 x 28 x 28 uint8 images."""
+    if split not in _FILES:
+        raise MimirError(f"unknown Fashion-MNIST split '{split}'", "use 'train' or 'test'")
+    if split not in _CACHE:
+        image_path, label_path = locate(split)
+        images = torch.from_numpy(read_idx(image_path).copy()).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
+        _CACHE[split] = LabeledImages(images, labels, CLASSES, source=f"fashion-mnist:{split}")
+    return _CACHE[split]

@@ -1,0 +1,75 @@
+"""Augmentation and normalisation, chosen by input size.
+
+Small inputs (<= 64 px, CIFAR / Fashion-MNIST style): pad-and-crop + horizontal flip.
+Large inputs (ImageNet style): RandomResizedCrop + flip for training, centre crop for evaluation
+(images are stored at ``stored_size``, 256 for a 224 input, as in Resize 256 / CenterCrop 224).
+All functions take and return whole uint8 batches so a training step needs no DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+SMALL_INPUT = 64
+
+
+def stored_size(input_size: int) -> int:
+    """Side length at which images are kept before cropping to ``input_size``."""
+    return input_size if input_size <= SMALL_INPUT else round(input_size * 256 / 224)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a model expects as input: channels, square size, normalisation, number of classes."""
+
+    in_chans: int = 3
+    input_size: int = 224
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    num_classes: int = 1000
+
+    def to_dict(self) -> dict:
+        return {"in_chans": self.in_chans, "input_size": self.input_size, "mean": list(self.mean),
+                "std": list(self.std), "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataConfig":
+        return cls(int(d["in_chans"]), int(d["input_size"]), tuple(d["mean"]), tuple(d["std"]),
+                   int(d["num_classes"]))
+
+
+FASHION_MNIST = DataConfig(in_chans=1, input_size=28, mean=(0.2860,), std=(0.3530,), num_classes=10)
+
+
+class Augment:
+    """Per-image random augmentation of a uint8 batch (a fresh draw for every image)."""
+
+    def __init__(self, input_size: int) -> None:
+        if input_size <= SMALL_INPUT:
+            pad = max(2, input_size // 8)
+            self.transform = v2.Compose([v2.RandomCrop(input_size, padding=pad),
+                                         v2.RandomHorizontalFlip()])
+        else:
+            self.transform = v2.Compose([v2.RandomResizedCrop(input_size, antialias=True),
+                                         v2.RandomHorizontalFlip()])
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.transform(img) for img in batch])
+
+
+def center_crop(batch: torch.Tensor, input_size: int) -> torch.Tensor:
+    """The evaluation view: centre crop of stored images to ``input_size``."""
+    if batch.shape[-1] == input_size and batch.shape[-2] == input_size:
+        return batch
+    return v2.functional.center_crop(batch, [input_size, input_size])
+
+
+def normalize(batch: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """uint8 ``N x C x H x W`` -> float, scaled to [0, 1] then standardised per channel."""
+    x = batch.float().div_(255)
+    mean = torch.tensor(config.mean, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,6 @@
+"""Measuring a model: accuracy, parameters, MACs, latency."""
+
+from mimir.evaluate.accuracy import accuracy, feature_mse
+from mimir.evaluate.cost import count_macs_params, latency_ms
+
+__all__ = ["accuracy", "count_macs_params", "feature_mse", "latency_ms"]

@@ -1,0 +1,40 @@
+"""Top-1 accuracy and feature-map error on a labelled image set."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mimir.data.datasets import LabeledImages, UnlabeledImages
+from mimir.data.transforms import DataConfig, center_crop, normalize
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: LabeledImages, config: DataConfig, batch_size: int = 500,
+             progress: bool = False, desc: str = "evaluate") -> float:
+    """Top-1 accuracy in percent (model put in eval mode, its mode restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
+        x = normalize(center_crop(data.images[start:start + batch_size], config.input_size), config)
+        correct += (model(x).argmax(1) == data.labels[start:start + batch_size]).sum().item()
+    model.train(was_training)
+    return 100.0 * correct / len(data)
+
+
+@torch.no_grad()
+def feature_mse(student: nn.Module, teacher: nn.Module, data: UnlabeledImages | LabeledImages,
+                config: DataConfig, batch_size: int = 500) -> float:
+    """Mean squared error between the two pre-pool feature maps (both in eval mode)."""
+    modes = student.training, teacher.training
+    student.eval(), teacher.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        x = normalize(center_crop(data.images[start:start + batch_size], config.input_size), config)
+        diff = student.forward_features(x) - teacher.forward_features(x)
+        total += diff.pow(2).sum().item()
+        count += diff.numel()
+    student.train(modes[0]), teacher.train(modes[1])
+    return total / count

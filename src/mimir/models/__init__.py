@@ -1,0 +1,9 @@
+"""Models split into body (-> pre-pool feature map) and head (global pool + classifier)."""
+
+from mimir.models import cifar_resnet, torchvision_models, vgg  # noqa: F401  (registration)
+from mimir.models._base import SplitModel
+from mimir.models._registry import create_model, is_model, list_models, register_model
+from mimir.models.custom import WrappedModel, wrap_model
+
+__all__ = ["SplitModel", "WrappedModel", "create_model", "is_model", "list_models", "register_model",
+           "wrap_model"]

@@ -1,0 +1,33 @@
+"""Model registry: ``create_model(name, **kwargs)``, ``list_models()``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mimir.errors import MimirError
+from mimir.models._base import SplitModel
+
+_MODELS: dict[str, Callable[..., SplitModel]] = {}
+
+
+def register_model(fn: Callable[..., SplitModel]) -> Callable[..., SplitModel]:
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def is_model(name: str) -> bool:
+    return name in _MODELS
+
+
+def create_model(name: str, **kwargs) -> SplitModel:
+    """Build registered model ``name`` with random weights (``num_classes``, ``in_chans``, ...)."""
+    if name not in _MODELS:
+        raise MimirError(f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}")
+    model = _MODELS[name](**kwargs)
+    model.model_name = name
+    model.model_kwargs = dict(kwargs)
+    return model

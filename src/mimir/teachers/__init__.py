@@ -1,0 +1,76 @@
+"""Teachers: the trained ones bundled with mimir, and how to train a new one on Fashion-MNIST.
+
+Bundled files live beside this module as ``<model>_fashion_mnist.pt`` (mimir files, see
+:mod:`mimir.export.checkpoint`); the README gives the command that reproduced each.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mimir.data import FASHION_MNIST, Augment, load_fashion_mnist
+from mimir.evaluate import accuracy
+from mimir.export.checkpoint import save_model
+from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
+from mimir.models import create_model
+
+BUNDLE_DIR = Path(__file__).parent
+_SMALL_INPUT = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
+
+
+def bundled_teacher_path(name: str) -> Path | None:
+    """Path of the trained Fashion-MNIST teacher shipped for registry model ``name``, if any."""
+    path = BUNDLE_DIR / f"{name}_fashion_mnist.pt"
+    return path if path.is_file() else None
+
+
+def bundled_teachers() -> list[str]:
+    return sorted(p.name.removesuffix("_fashion_mnist.pt") for p in BUNDLE_DIR.glob("*_fashion_mnist.pt"))
+
+
+def fashion_mnist_model(name: str) -> nn.Module:
+    """Registry model ``name`` shaped for Fashion-MNIST (1 channel, 10 classes, small-input stem)."""
+    kwargs = {"num_classes": 10, "in_chans": 1}
+    if name in _SMALL_INPUT:
+        kwargs["small_input"] = True
+    return create_model(name, **kwargs)
+
+
+def train_teacher(name: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,
+                  weight_decay: float = 5e-4, seed: int = 0, out: str | Path | None = None,
+                  progress: bool = True) -> tuple[nn.Module, dict]:
+    """Supervised training on all 60,000 Fashion-MNIST training images (SGD + Nesterov, cosine).
+
+    Returns the model and ``{"test_accuracy", "epochs", ...}``; writes a mimir file to ``out``.
+    """
+    torch.manual_seed(seed)
+    model = fashion_mnist_model(name).train()
+    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    cfg = TrainConfig(iterations=epochs * steps_per_epoch, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, schedule="cosine", nesterov=True)
+    augment = Augment(FASHION_MNIST.input_size)
+    generator = torch.Generator().manual_seed(seed)
+    batches = batch_stream((train.images, train.labels), batch_size, generator)
+    criterion = nn.CrossEntropyLoss()
+
+    def loss_fn(batch):
+        images, labels = batch
+        x = prepare(images, FASHION_MNIST, augment).contiguous(memory_format=torch.channels_last)
+        return criterion(model(x), labels)  # channels-last: ~1.4x faster convs on CPU here
+
+    start = time.perf_counter()
+    run_loop(model.parameters(), loss_fn, batches, cfg, desc=f"train {name}", progress=progress)
+    info = {
+        "test_accuracy": accuracy(model, test, FASHION_MNIST),
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+        "train_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+    }
+    if out is not None:
+        save_model(out, model, FASHION_MNIST, info=info)
+    return model.eval(), info

@@ -1,0 +1,96 @@
+"""Every registered model: head(body(x)) == model(x), and a spatial pre-pool map."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from mimir.errors import MimirError
+from mimir.models import SplitModel, create_model, list_models, wrap_model
+
+SMALL = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
+
+
+def _small(name):
+    kwargs = {"num_classes": 10, "in_chans": 1}
+    return create_model(name, **kwargs, **({"small_input": True} if name in SMALL else {}))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_head_of_body_is_the_model(name):
+    torch.manual_seed(0)
+    model = _small(name).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert torch.allclose(model.forward_head(features), model(x), atol=1e-5)
+    assert features.dim() == 4
+    assert model.forward_head(features, pre_logits=True).shape == features.shape[:2]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL | {"resnet20", "resnet56"}))
+def test_small_input_keeps_a_4x4_map(name):
+    with torch.no_grad():
+        assert _small(name).eval().forward_features(torch.zeros(1, 1, 28, 28)).shape[-1] >= 4
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_imagenet_shape_gives_7x7(name):
+    with torch.no_grad():
+        f = create_model(name).eval().forward_features(torch.zeros(1, 3, 224, 224))
+    assert f.shape[-2:] == (7, 7)
+
+
+def test_torchvision_weights_load_unchanged():
+    tv = torchvision.models.resnet18(num_classes=10)
+    ours = create_model("resnet18", num_classes=10)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), tv.eval()(x), atol=1e-5)
+
+
+def test_unknown_model():
+    with pytest.raises(MimirError, match="unknown model 'resnet21'"):
+        create_model("resnet21")
+
+
+class _UsersNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.trunk = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.2)
+        self.out = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.flatten(self.pool(self.trunk(self.stem(x))), 1)))
+
+
+def test_users_model_split_is_detected():
+    net = _UsersNet().eval()
+    wrapped = wrap_model(net, 3, 32)
+    assert isinstance(wrapped, SplitModel) and wrapped.feature_layer == "pool"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert wrapped.forward_features(x).shape == (2, 16, 16, 16)
+        assert torch.allclose(wrapped.eval()(x), net(x), atol=1e-6)
+
+
+def test_users_model_split_at_named_layer():
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    wrapped = wrap_model(net, 3, 64, feature_layer="layer4")
+    with torch.no_grad():
+        x = torch.randn(2, 3, 64, 64)
+        assert torch.allclose(wrapped.forward_head(wrapped.forward_features(x)), net(x), atol=1e-5)
+
+
+def test_feature_layer_that_does_not_exist():
+    with pytest.raises(MimirError, match="no layer named 'layer9'"):
+        wrap_model(torchvision.models.resnet18(), 3, 64, feature_layer="layer9")
+
+
+def test_feature_layer_that_is_not_the_pre_pool_map():
+    with pytest.raises(MimirError, match="is not global average pooling"):
+        wrap_model(torchvision.models.resnet18(), 3, 64, feature_layer="layer3")

@@ -1,0 +1,129 @@
+"""Pruning keeps the head's input, keeps teacher weights, and cuts MACs by the expected amount."""
+
+import pytest
+import torch
+from torch import nn
+
+from mimir.errors import MimirError
+from mimir.evaluate import count_macs_params
+from mimir.export import load_model, save_model
+from mimir.data import FASHION_MNIST
+from mimir.models import create_model, list_models, wrap_model
+from mimir.prune import parse_scheme, prune
+
+from tests.models.test_split import _small, _UsersNet
+
+X = torch.zeros(1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.75])
+def test_channels_keep_the_pre_pool_map_and_head(name, ratio):
+    teacher = _small(name).eval()
+    student, arch = prune(teacher, f"channels:{ratio}", X)
+    with torch.no_grad():
+        assert student.forward_features(X).shape == teacher.forward_features(X).shape
+    t_fc, s_fc = (m.get_submodule(teacher.classifier_name) for m in (teacher, student))
+    assert (s_fc.in_features, s_fc.out_features) == (t_fc.in_features, t_fc.out_features)
+    assert torch.equal(s_fc.weight, t_fc.weight)
+    t_macs, t_params = count_macs_params(teacher, X)
+    s_macs, s_params = count_macs_params(student, X)
+    assert s_macs < t_macs and s_params < t_params
+    for conv in teacher.prunable_convs():
+        c = teacher.get_submodule(conv).out_channels
+        assert student.get_submodule(conv).out_channels == c - min(c - 1, round(ratio * c))
+
+
+def _conv_macs(model, x):
+    """Independent count: sum of k*k*Cin/groups*Cout*Hout*Wout over convs, plus linear layers."""
+    total = 0
+    hooks = [m.register_forward_hook(lambda m, i, o: totals.append(
+        m.weight[0].numel() * o.numel() if isinstance(m, nn.Conv2d) else m.weight.numel()))
+        for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    totals: list[int] = []
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return total + sum(totals)
+
+
+def test_resnet20_half_channels_halves_the_block_convs():
+    teacher = _small("resnet20")
+    student, _ = prune(teacher, "channels:0.5", X)
+    # every block conv loses exactly half its MACs (conv1: half the filters, conv2: half the inputs)
+    block_convs = sum(_conv_macs_of(teacher, n) for n in _block_convs(teacher))
+    expected = _conv_macs(teacher, X) - block_convs // 2
+    assert _conv_macs(student, X) == expected
+    t_macs, _ = count_macs_params(teacher, X)
+    s_macs, _ = count_macs_params(student, X)
+    # Torch-Pruning's count also includes BN/ReLU/add; the conv part dominates the saving
+    saving = t_macs - s_macs
+    assert block_convs // 2 <= saving <= block_convs // 2 * 1.05
+    assert 0.49 < s_macs / t_macs < 0.53
+
+
+def _block_convs(model):
+    return [n for n in dict(model.named_modules()) if n.startswith("layer") and n.endswith(("conv1", "conv2"))]
+
+
+def _conv_macs_of(model, name):
+    out = []
+    h = model.get_submodule(name).register_forward_hook(lambda m, i, o: out.append(m.weight[0].numel() * o.numel()))
+    with torch.no_grad():
+        model.eval()(X)
+    h.remove()
+    return out[0]
+
+
+def test_surviving_filters_are_the_teachers_largest():
+    teacher = _small("resnet20")
+    student, _ = prune(teacher, "channels:0.5", X)
+    t_w = teacher.layer2[1].conv1.weight
+    s_w = student.layer2[1].conv1.weight
+    l1 = t_w.abs().flatten(1).sum(1)
+    kept = torch.sort(torch.argsort(l1, descending=True)[: s_w.shape[0]]).values
+    assert torch.equal(s_w, t_w[kept][:, :])
+
+
+def test_blocks_are_dropped():
+    teacher = _small("resnet20")
+    student, arch = prune(teacher, "blocks:layer1.1,layer2.2", X)
+    assert isinstance(student.layer1[1], nn.Identity) and isinstance(student.layer2[2], nn.Identity)
+    assert arch["dropped_blocks"] == ["layer1.1", "layer2.2"]
+    assert count_macs_params(student, X)[0] < count_macs_params(teacher, X)[0]
+
+
+@pytest.mark.parametrize("blocks,match", [("layer9.0", "unknown or non-droppable block 'layer9.0'"),
+                                          ("layer2.0", "non-droppable block 'layer2.0'")])
+def test_bad_block_names(blocks, match):
+    with pytest.raises(MimirError, match=match):
+        prune(_small("resnet20"), f"blocks:{blocks}", X)
+
+
+@pytest.mark.parametrize("text", ["channels:0", "channels:1", "channels:-0.2", "channels:1.5", "channels:abc",
+                                  "blocks:", "filters:0.5"])
+def test_bad_schemes(text):
+    with pytest.raises(MimirError):
+        parse_scheme(text)
+
+
+@pytest.mark.parametrize("scheme", ["channels:0.5", "blocks:layer1.1,layer3.2"])
+def test_architecture_round_trips_through_a_weights_only_file(tmp_path, scheme):
+    teacher = _small("resnet20")
+    student, arch = prune(teacher, scheme, X)
+    path = save_model(tmp_path / "s.pt", student, FASHION_MNIST, arch["dropped_blocks"])
+    payload = torch.load(path, weights_only=True)
+    assert payload["architecture"] == arch
+    loaded, config, _ = load_model(path)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), student.eval()(x))
+    assert config == FASHION_MNIST
+
+
+def test_users_model_prunes_only_channels_off_the_feature_map():
+    wrapped = wrap_model(_UsersNet(), 3, 32)
+    student, arch = prune(wrapped, "channels:0.5", torch.zeros(1, 3, 32, 32))
+    assert student.model.stem[0].out_channels == 4      # free to prune
+    assert student.model.trunk[0].out_channels == 16    # writes the pre-pool map: protected

@@ -1,0 +1,122 @@
+"""The CLI's main paths and every bad input: one-line error, exit code 2, no output file."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mimir.cli import main
+from mimir.models import create_model
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_compress_json_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "s.pt"
+    assert main(["compress", "--samples", "50", "--iterations", "20", "--seed", "1", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 50 and summary["iterations"] == 20 and summary["method"] == "mir"
+    for row in ("teacher", "pruned", "compressed"):
+        assert set(summary[row]) >= {"accuracy", "params", "macs"}
+    assert summary["compressed"]["macs"] < 0.6 * summary["teacher"]["macs"]
+    payload = torch.load(out, weights_only=True)   # no pickled modules
+    assert payload["format"] == "mimir/1" and payload["model"] == "resnet20"
+    assert main(["evaluate", str(out), "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["accuracy"] == pytest.approx(summary["compressed"]["accuracy"])
+    assert ev["macs"] == summary["compressed"]["macs"]
+
+
+def test_compress_prints_a_table(capsys):
+    assert main(["compress", "--samples", "20", "--iterations", "5", "--eval-data", "none"]) == 0
+    out = capsys.readouterr().out
+    for word in ("teacher", "pruned (before training)", "compressed (mir)", "MACs", "5 iterations"):
+        assert word in out
+
+
+def test_compress_from_an_unlabeled_folder(tmp_path, capsys, fmnist_train):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(fmnist_train.images[i, 0].numpy()).convert("RGB").save(folder / f"{i}.jpg")
+    assert main(["compress", "--data", str(folder), "--samples", "10", "--iterations", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["compressed"]["accuracy"] is None and summary["samples"] == 10
+
+
+def _bad_folder(tmp_path, kind):
+    folder = tmp_path / kind
+    if kind == "missing":
+        return folder
+    folder.mkdir()
+    if kind == "unreadable":
+        (folder / "x.png").write_bytes(b"nope")
+    return folder
+
+
+def _mismatched_weights(tmp_path):
+    path = tmp_path / "r20.pth"
+    torch.save(create_model("resnet20", num_classes=10, in_chans=1).state_dict(), path)
+    return path
+
+
+BAD = {
+    "missing folder": (lambda t: ["--data", str(_bad_folder(t, "missing"))], "does not exist"),
+    "empty folder": (lambda t: ["--data", str(_bad_folder(t, "empty"))], "contains no images"),
+    "unreadable folder": (lambda t: ["--data", str(_bad_folder(t, "unreadable"))], "could be read"),
+    "too many samples": (lambda t: ["--samples", "60001"], "more than the 60000 images"),
+    "zero samples": (lambda t: ["--samples", "0"], "at least 1"),
+    "ratio too big": (lambda t: ["--prune", "channels:1.2"], "outside (0, 1)"),
+    "ratio zero": (lambda t: ["--prune", "channels:0"], "outside (0, 1)"),
+    "unknown block": (lambda t: ["--prune", "blocks:layer1.9"], "block 'layer1.9'"),
+    "unknown model": (lambda t: ["--teacher", "resnet99"], "unknown model 'resnet99'"),
+    "unknown method": (lambda t: ["--method", "magic"], "unknown method 'magic'"),
+    "mismatched checkpoint": (lambda t: ["--teacher", "resnet56", "--weights", str(_mismatched_weights(t))],
+                              "does not match the architecture"),
+    "not a checkpoint": (lambda t: ["--teacher", "resnet20", "--weights", str(_garbage(t))], "not a readable"),
+    "missing checkpoint": (lambda t: ["--teacher", str(t / "nope.pt")], "does not exist"),
+    "feature layer": (lambda t: ["--feature-layer", "layer9"], "no layer named 'layer9'"),
+    "no bundled teacher": (lambda t: ["--teacher", "vgg16_bn"], "no trained teacher is bundled"),
+    "missing out folder": (lambda t: ["--out", str(t / "no" / "where.pt")], "does not exist"),
+}
+
+
+def _garbage(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"this is not a checkpoint")
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input(tmp_path, capsys, case):
+    make_args, expected = BAD[case]
+    out = tmp_path / "never.pt"
+    args = ["compress", "--iterations", "2", "--samples", "10", "--out", str(out)] + make_args(tmp_path)
+    assert main(args) == 2
+    assert expected in _error(capsys)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".never.pt*"))
+
+
+def test_user_model_feature_layer_that_does_not_exist():
+    from mimir import api
+    from mimir.errors import MimirError
+    import torchvision
+
+    with pytest.raises(MimirError, match="no layer named 'head9'"):
+        api.compress(torchvision.models.resnet18(num_classes=10), feature_layer="head9", samples=5)
+
+
+def test_real_entry_point_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mimir.cli", "compress", "--samples", "-1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: --samples must be at least 1 (got -1); pass a positive number of images"

@@ -120,3 +120,52 @@ def test_real_entry_point_exit_code(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: --samples must be at least 1 (got -1); pass a positive number of images"
+
+
+USERS_MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.trunk = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.out(torch.flatten(self.pool(self.trunk(self.stem(x))), 1))
+
+
+def build():
+    torch.manual_seed(0)
+    return Net()
+'''
+
+
+def test_users_own_model_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from mimir.export import load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_net.py").write_text(USERS_MODEL)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "small.pt"
+    assert main(["compress", "--teacher", "my_net:build", "--input-size", "32", "--data", str(folder),
+                 "--samples", "8", "--iterations", "3", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["compressed"]["params"] < summary["teacher"]["params"]
+    model, config, _ = load_model(out)   # rebuilt from the factory recorded in the file
+    assert config.input_size == 32 and model.model.stem[0].out_channels == 4
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+
+
+def test_users_model_that_cannot_be_imported(capsys):
+    assert main(["compress", "--teacher", "no_such_module_xyz:build"]) == 2
+    assert "cannot import 'no_such_module_xyz:build'" in _error(capsys)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from mimir.evaluate import accuracy, count_macs_params, feature_mse
 from mimir.export.checkpoint import load_model, load_state, read_checkpoint, save_model
 from mimir.methods import MethodInput, TrainConfig, get_method
 from mimir.models._registry import _MODELS
-from mimir.models import SplitModel, create_model, is_model, list_models, wrap_model
+from mimir.models import SplitModel, build_from_factory, create_model, is_model, list_models, wrap_model
 from mimir.prune import parse_scheme, prune as prune_model
 from mimir.teachers import bundled_teacher_path, bundled_teachers
 
@@ -81,11 +81,30 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
         config = data_config or (FASHION_MNIST if kwargs["in_chans"] == 1 and kwargs["num_classes"] == 10
                                  else DataConfig(in_chans=kwargs["in_chans"], num_classes=kwargs["num_classes"]))
         return _with_feature_layer(model.eval(), feature_layer), config
+    if ":" in teacher and not Path(teacher).exists():  # MODULE:CALLABLE, a user's own model
+        net = build_from_factory(teacher)
+        if weights is not None:
+            state = read_checkpoint(weights)
+            load_state(net, state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state,
+                       f"weights file '{weights}'")
+        return load_teacher(net, None, feature_layer, data_config or _guess_config(net))
     if Path(teacher).suffix in (".pt", ".pth") or Path(teacher).exists():
         model, config, _ = load_model(teacher)
         return _with_feature_layer(model, feature_layer), data_config or config
     raise MimirError(f"unknown model '{teacher}'",
                      f"choose one of: {', '.join(list_models())}, or give a checkpoint file")
+
+
+def _guess_config(net: nn.Module, input_size: int | None = None) -> DataConfig:
+    """Channels from the first conv, classes from the last linear layer; 28 px for 1 channel, else 224."""
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not convs or not linears:
+        raise MimirError("the model has no convolution or no linear layer", "mimir compresses CNN classifiers")
+    in_chans, classes = convs[0].in_channels, linears[-1].out_features
+    if in_chans == 1:
+        return DataConfig(1, input_size or 28, FASHION_MNIST.mean, FASHION_MNIST.std, classes)
+    return DataConfig(in_chans=in_chans, input_size=input_size or 224, num_classes=classes)
 
 
 def _with_feature_layer(model: SplitModel, feature_layer: str | None) -> SplitModel:
@@ -100,6 +119,13 @@ def _with_feature_layer(model: SplitModel, feature_layer: str | None) -> SplitMo
 
 
 # ----------------------------------------------------------------------------- data
+def _check_fashion_fits(config: DataConfig) -> None:
+    if (config.in_chans, config.input_size, config.num_classes) != (1, 28, 10):
+        raise MimirError("Fashion-MNIST (1 channel, 28 px, 10 classes) does not fit this teacher "
+                         f"({config.in_chans} channels, {config.input_size} px, {config.num_classes} classes)",
+                         "pass --data / --eval-data folders with images for this teacher")
+
+
 def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: int, seed: int, config: DataConfig,
                  balanced: bool = False) -> LabeledImages | UnlabeledImages:
     """The few samples: ``samples`` images drawn from ``data`` with ``seed`` (labels kept only if the
@@ -107,10 +133,7 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     if isinstance(data, (LabeledImages, UnlabeledImages)):
         pool = data
     elif str(data) == FASHION:
-        if (config.in_chans, config.num_classes) != (1, 10):
-            raise MimirError("Fashion-MNIST images do not fit this teacher "
-                             f"({config.in_chans} channels, {config.num_classes} classes)",
-                             "pass --data FOLDER with images for this teacher")
+        _check_fashion_fits(config)
         pool = load_fashion_mnist("train")
     else:
         pool = load_image_folder(data, config.in_chans, config.input_size)
@@ -125,6 +148,7 @@ def load_eval_data(eval_data: str | Path | LabeledImages | None, config: DataCon
     if eval_data is None or isinstance(eval_data, LabeledImages):
         return eval_data
     if str(eval_data) == FASHION:
+        _check_fashion_fits(config)
         return load_fashion_mnist("test")
     return load_labeled_folder(eval_data, config.in_chans, config.input_size)
 
@@ -166,6 +190,8 @@ def compress(
     weights: str | Path | None = None,
     feature_layer: str | None = None,
     data_config: DataConfig | None = None,
+    input_size: int | None = None,
+    options: dict | None = None,
     eval_data: str | Path | LabeledImages | None = "auto",
     progress: bool = True,
     out: str | Path | None = None,
@@ -173,13 +199,19 @@ def compress(
     """Prune ``teacher`` with ``prune``, train the student with ``method`` on ``samples`` images of
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
 
-    ``eval_data`` (labelled: ``"fashion-mnist"`` or an ImageNet-style folder) gives accuracies;
+    ``options`` are method settings (e.g. ``{"temperature": 4}`` for KD, ``{"mu": 0.6}`` for CD; see each
+    method's docstring). ``eval_data`` (labelled: ``"fashion-mnist"`` or an ImageNet-style folder) gives accuracies;
     ``"auto"`` means the Fashion-MNIST test set when ``data`` is Fashion-MNIST, otherwise none.
     Everything is validated before any training starts, and ``out`` is written only at the end.
     """
     started = time.perf_counter()
     scheme = parse_scheme(prune)
     chosen = get_method(method)
+    selects_blocks = getattr(chosen, "selects_blocks", False)
+    if selects_blocks != bool(scheme.auto_k):
+        raise MimirError(f"--method {method} does not fit --prune {scheme}",
+                         "PRACTISE chooses the blocks itself: use --method practise with --prune blocks:auto:K, "
+                         "and other methods with channels:R or blocks:NAME,...")
     if samples < 1:
         raise MimirError(f"--samples must be at least 1 (got {samples})", "pass a positive number of images")
     if iterations < 1 and chosen.iterative:
@@ -187,6 +219,8 @@ def compress(
     if out is not None and not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     teacher_model, config = load_teacher(teacher, weights, feature_layer, data_config)
+    if input_size is not None and input_size != config.input_size:
+        config = replace(config, input_size=input_size)
     few = load_samples(data, samples, seed, config, balanced)
     if eval_data == "auto":
         eval_data = FASHION if str(data) == FASHION else None
@@ -194,30 +228,42 @@ def compress(
     if chosen.needs_labels and not isinstance(few, LabeledImages):
         raise MimirError(f"method '{method}' needs labels, but '{data}' has none",
                          "use a label-free method such as mir, or labelled data")
-    given = few if chosen.needs_labels else (few.without_labels() if isinstance(few, LabeledImages) else few)
+    unlabeled = few.without_labels() if isinstance(few, LabeledImages) else few
+    given = few if chosen.needs_labels else unlabeled
+    train_cfg = TrainConfig(iterations=iterations, batch_size=batch_size, extra=dict(options or {}))
+    if lr is not None:
+        train_cfg = train_cfg.with_(lr=lr)
 
     x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
-    student, arch = prune_model(teacher_model, scheme, x)
     summary: dict = {
         "teacher_name": teacher if isinstance(teacher, str) else type(teacher).__name__,
         "method": method, "prune": str(scheme), "samples": samples, "seed": seed, "balanced": balanced,
-        "iterations": iterations if chosen.iterative else 0, "batch_size": batch_size,
+        "iterations": iterations if chosen.iterative else 0, "batch_size": batch_size, "options": dict(options or {}),
         "used_labels": chosen.needs_labels, "data": str(data) if isinstance(data, (str, Path)) else few.source,
     }
+    select_seconds = 0.0
+    if scheme.auto_k:  # PRACTISE: rank the blocks on the (unlabeled) few samples, drop the K best
+        from mimir.methods.practise import select_blocks
+
+        select_started = time.perf_counter()
+        names, ranking = select_blocks(teacher_model, unlabeled, config, scheme.auto_k, train_cfg, seed, progress)
+        scheme = parse_scheme("blocks:" + ",".join(names))
+        summary["ranking"] = ranking
+        select_seconds = time.perf_counter() - select_started
+    student, arch = prune_model(teacher_model, scheme, x)
+    summary["dropped_blocks"] = arch["dropped_blocks"]
     summary["teacher"] = _measure(teacher_model, eval_set, config, x, progress, "evaluate teacher")
     summary["pruned"] = _measure(student, eval_set, config, x, progress, "evaluate pruned")
     summary["pruned"]["feature_mse"] = feature_mse(student, teacher_model, few, config)
 
-    train_cfg = TrainConfig(iterations=iterations, batch_size=batch_size)
-    if lr is not None:
-        train_cfg = train_cfg.with_(lr=lr)
     train_started = time.perf_counter()
-    model = chosen(MethodInput(teacher_model, student, given, config, train_cfg, seed, progress))
-    summary["train_seconds"] = round(time.perf_counter() - train_started, 2)
+    model = chosen(MethodInput(teacher_model, student, given, config, train_cfg, seed, progress, arch))
+    # the method's whole cost: PRACTISE's block selection counts too
+    summary["train_seconds"] = round(time.perf_counter() - train_started + select_seconds, 2)
     summary["compressed"] = _measure(model, eval_set, config, x, progress, "evaluate compressed")
     summary["compressed"]["feature_mse"] = feature_mse(model, teacher_model, few, config)
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
-    summary["torch"] = torch.__version__
+    summary["torch"] = str(torch.__version__)
     result = CompressResult(model, teacher_model, config, arch["dropped_blocks"], summary)
     if out is not None:
         result.save(out)

@@ -40,9 +40,12 @@ def _add_compress(sub) -> None:
                        description="Prune TEACHER, train the student with METHOD on N few samples, "
                                    "measure teacher / pruned / compressed, and optionally save the result.")
     p.add_argument("--teacher", default="resnet20",
-                   help="registry name (bundled trained teacher, or --weights) or a mimir checkpoint (default: resnet20)")
+                   help="registry name (bundled trained teacher, or --weights), a mimir checkpoint, or "
+                        "MODULE:CALLABLE returning your own nn.Module (default: resnet20)")
     p.add_argument("--weights", help="plain state-dict file for a registry --teacher (e.g. torchvision weights)")
-    p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map")
+    p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map "
+                                           "(default: the input of the final global pooling)")
+    p.add_argument("--input-size", type=int, help="square input size in pixels (default: the teacher's own)")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
     p.add_argument("--eval-data", default="auto",
                    help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
@@ -55,8 +58,24 @@ def _add_compress(sub) -> None:
     p.add_argument("--iterations", type=int, default=2000, help="training iterations (default: 2000)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method setting, e.g. temperature=4 (kd), mu=0.6 or cd_steps=400 (cd), "
+                        "practise_iterations=200 (practise); repeatable")
     p.add_argument("--out", help="write the compressed model here (.pt, loadable with weights_only=True)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+
+
+def parse_options(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MimirError(f"--option '{item}' is not KEY=VALUE", "write e.g. --option temperature=4")
+        try:
+            options[key] = float(value) if any(c in value for c in ".e") else int(value)
+        except ValueError:
+            options[key] = value
+    return options
 
 
 def _fmt_acc(v) -> str:
@@ -81,6 +100,7 @@ def _run_compress(args) -> int:
     from mimir import api
 
     eval_data = None if args.eval_data == "none" else args.eval_data
+    options = parse_options(args.option)
     if not args.json:
         print(f"mimir compress: teacher {args.teacher}, method {args.method}, prune {args.prune}, "
               f"{args.samples} samples of {args.data} (seed {args.seed}), {args.iterations} iterations",
@@ -88,11 +108,18 @@ def _run_compress(args) -> int:
     result = api.compress(args.teacher, data=args.data, samples=args.samples, seed=args.seed, prune=args.prune,
                           method=args.method, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                           balanced=args.balanced, weights=args.weights, feature_layer=args.feature_layer,
+                          input_size=args.input_size, options=options,
                           eval_data=eval_data, progress=not args.json, out=args.out)
     summary = result.summary
     if args.json:
         print(json.dumps(summary))
         return 0
+    if "ranking" in summary:
+        print("PRACTISE ranking (lower score = dropped first; score = recoverability / MACs saved):")
+        for i, r in enumerate(summary["ranking"], start=1):
+            mark = "dropped" if r["block"] in summary["dropped_blocks"] else ""
+            print(f"  {i:>2}. {r['block']:<14} recoverability {r['recoverability']:.4g}  "
+                  f"MACs saved {r['macs_saved'] / 1e6:.2f}M  score {r['score']:.3g}  {mark}")
     print(summary_table(summary))
     if summary["used_labels"]:
         print(f"note: method '{args.method}' used the labels of the {args.samples} samples")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from tqdm.auto import tqdm
 
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.transforms import stored_size
@@ -53,7 +54,8 @@ def read_image(path: Path, in_chans: int, input_size: int) -> torch.Tensor:
 
 def _read_all(files: list[Path], in_chans: int, input_size: int, root: Path) -> tuple[torch.Tensor, list[int]]:
     images, kept = [], []
-    for i, path in enumerate(files):
+    for i, path in enumerate(tqdm(files, desc=f"read {root.name or root}", leave=False,
+                                  disable=len(files) < 200)):
         try:
             images.append(read_image(path, in_chans, input_size))
             kept.append(i)

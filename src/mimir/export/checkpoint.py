@@ -13,10 +13,9 @@ Writes are atomic: a file is either complete or absent.
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from torch import nn
 
 from mimir.data.transforms import DataConfig
 from mimir.errors import MimirError
-from mimir.models import create_model
+from mimir.models import build_from_factory, create_model, wrap_model
 from mimir.prune._arch import apply as apply_architecture
 from mimir.prune._arch import describe
 
@@ -40,6 +39,9 @@ def atomic_save(obj: object, path: str | Path) -> Path:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,7 +59,7 @@ def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, drop
         "data_config": data_config.to_dict(),
         "architecture": describe(model, dropped_blocks or []),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "info": info or {},
+        "info": json.loads(json.dumps(info or {}, default=str)),  # plain types only: weights_only-safe
     }
     return atomic_save(payload, path)
 
@@ -69,7 +71,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise MimirError(f"checkpoint '{path}' does not exist", "check the path, or give a model name")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file; all mean "unreadable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MimirError(f"'{path}' is not a readable weights file ({first[:120]})",
                          "pass a file written by mimir or torch.save(model.state_dict())") from None
@@ -90,6 +92,17 @@ def load_state(model: nn.Module, state_dict: dict, what: str) -> nn.Module:
     return model
 
 
+def _rebuild_base(payload: dict, path: str | Path) -> nn.Module:
+    kwargs = payload["model_kwargs"]
+    if payload["model"] != "custom":
+        return create_model(payload["model"], **kwargs)
+    if not kwargs.get("factory"):
+        raise MimirError(f"'{path}' holds a user's own model", "load it with load_model(path, base=wrap_model(...))")
+    config = DataConfig.from_dict(payload["data_config"])
+    return wrap_model(build_from_factory(kwargs["factory"]), config.in_chans, config.input_size,
+                      kwargs["feature_layer"])
+
+
 def load_model(path: str | Path, base: nn.Module | None = None) -> tuple[nn.Module, DataConfig, dict]:
     """Load a mimir file: (model in eval mode, its data config, its info dict).
 
@@ -101,9 +114,7 @@ def load_model(path: str | Path, base: nn.Module | None = None) -> tuple[nn.Modu
         raise MimirError(f"'{path}' is not a mimir model file",
                          "for plain weights give the model name too (--teacher NAME --weights FILE)")
     if base is None:
-        if payload["model"] == "custom":
-            raise MimirError(f"'{path}' holds a user's own model", "load it with load_model(path, base=wrap_model(...))")
-        base = create_model(payload["model"], **payload["model_kwargs"])
+        base = _rebuild_base(payload, path)
     model = apply_architecture(base, payload["architecture"])
     load_state(model, payload["state_dict"], f"checkpoint '{path}'")
     return model.eval(), DataConfig.from_dict(payload["data_config"]), dict(payload.get("info", {}))

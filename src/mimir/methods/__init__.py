@@ -1,6 +1,6 @@
 """Compression methods, chosen by name: ``get_method("mir")``. One small module each."""
 
-from mimir.methods import mir, none  # noqa: F401  (registration)
+from mimir.methods import bp, cd, fskd, kd, mir, none, practise  # noqa: F401  (registration)
 from mimir.methods._base import Method, MethodInput, get_method, list_methods, register_method
 from mimir.methods._loop import TrainConfig
 

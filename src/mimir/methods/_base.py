@@ -7,8 +7,8 @@ handed :class:`~mimir.data.UnlabeledImages`, which has no labels attribute at al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -16,7 +16,8 @@ from torch import nn
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.transforms import DataConfig
 from mimir.errors import MimirError
-from mimir.methods._loop import TrainConfig
+from mimir.data.transforms import Augment
+from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
 
 
 @dataclass
@@ -28,6 +29,7 @@ class MethodInput:
     train: TrainConfig
     seed: int = 0
     progress: bool = True
+    arch: dict = field(default_factory=dict)  # prune()'s description, with "kept_channels"
 
 
 class Method:
@@ -78,3 +80,24 @@ def seeded(seed: int) -> torch.Generator:
     """Seed torch's global RNG (augmentation draws) and return a generator for batch order."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def fit(inp: MethodInput, loss_fn: Callable[..., torch.Tensor], params: Iterable[nn.Parameter],
+        desc: str) -> list[float]:
+    """The shared loop on the few samples: seeded batches, fresh augmentation, ``inp.train`` settings.
+
+    ``loss_fn(x)`` gets the augmented, normalised images; for samples with labels (methods that
+    declare ``needs_labels``) it is called as ``loss_fn(x, labels)``.
+    """
+    cfg = inp.train
+    generator = seeded(inp.seed)
+    augment = Augment(inp.data_config.input_size) if cfg.augment else None
+    labeled = isinstance(inp.samples, LabeledImages)
+    tensors = (inp.samples.images, inp.samples.labels) if labeled else (inp.samples.images,)
+    batches = batch_stream(tensors, cfg.batch_size, generator)
+
+    def step(batch):
+        x = prepare(batch[0], inp.data_config, augment)
+        return loss_fn(x, batch[1]) if labeled else loss_fn(x)
+
+    return run_loop(params, step, batches, cfg, desc=desc, progress=inp.progress)

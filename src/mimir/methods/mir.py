@@ -13,41 +13,38 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mimir.data.transforms import Augment
-from mimir.methods._base import Method, MethodInput, copy_head, head_parameters, register_method, seeded
-from mimir.methods._loop import batch_stream, prepare, run_loop
+from mimir.methods._base import Method, MethodInput, copy_head, fit, head_parameters, register_method
 
 
 @register_method
 class MiR(Method):
+    """MiR: mimic the teacher's pre-pool feature map (MSE), then put the teacher's head on top (no labels)."""
+
     name = "mir"
     post_pool = False
 
     def run(self, inp: MethodInput) -> nn.Module:
-        teacher, student, cfg = inp.teacher.eval(), inp.student.train(), inp.train
-        generator = seeded(inp.seed)
-        augment = Augment(inp.data_config.input_size) if cfg.augment else None
-        batches = batch_stream((inp.samples.images,), cfg.batch_size, generator)
-        head = head_parameters(student)
+        teacher, student = inp.teacher.eval(), inp.student.train()
         criterion = nn.MSELoss()
 
         def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
             f = model.forward_features(x)
             return model.forward_head(f, pre_logits=True) if self.post_pool else f
 
-        def loss_fn(batch):
-            x = prepare(batch[0], inp.data_config, augment)
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 target = features(teacher, x)
             return criterion(features(student, x), target)
 
-        body = [p for p in student.parameters() if id(p) not in head]
-        run_loop(body, loss_fn, batches, cfg, desc=self.name, progress=inp.progress)
+        head = head_parameters(student)
+        fit(inp, loss_fn, [p for p in student.parameters() if id(p) not in head], desc=self.name)
         copy_head(student, teacher)
         return student.eval()
 
 
 @register_method
 class MiRPostPool(MiR):
+    """MiR ablation: mimic the globally pooled features instead of the pre-pool map (no labels)."""
+
     name = "mir-postpool"
     post_pool = True

@@ -9,6 +9,8 @@ from mimir.methods._base import Method, MethodInput, register_method
 
 @register_method
 class NoTraining(Method):
+    """The pruned student as it is, no training: the floor every method must beat."""
+
     name = "none"
     iterative = False
 

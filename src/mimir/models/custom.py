@@ -8,6 +8,10 @@ wrapping checks on a random batch that ``head(body(x)) == model(x)`` and refuses
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+
 import torch
 from torch import nn
 
@@ -25,9 +29,14 @@ class WrappedModel(SplitModel):
     model the user can call works.
     """
 
+    model_name = "custom"
+
     def __init__(self, model: nn.Module, feature_layer: str, classifier: str, on_input: bool) -> None:
         super().__init__()
         self.model = model
+        # how to rebuild it on load: the factory, and the layer (None: detect the pooling again)
+        self.model_kwargs = {"factory": getattr(model, "_mimir_factory", None),
+                             "feature_layer": None if on_input else feature_layer}
         self.feature_layer = feature_layer
         self.classifier_name = f"model.{classifier}"
         self._on_input = on_input
@@ -113,3 +122,21 @@ def wrap_model(model: nn.Module, in_chans: int, input_size: int, feature_layer: 
     model.train(was_training)
     wrapped.train(was_training)
     return wrapped
+
+
+def build_from_factory(spec: str) -> nn.Module:
+    """Call ``MODULE:CALLABLE`` (importable from the current directory) and return its module."""
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise MimirError(f"cannot import '{spec}' ({err})",
+                         "give MODULE:CALLABLE, importable from the current directory, returning an nn.Module") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise MimirError(f"'{spec}' returned a {type(model).__name__}, not an nn.Module",
+                         "make the callable return your model")
+    model._mimir_factory = spec
+    return model

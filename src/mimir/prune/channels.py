@@ -28,8 +28,19 @@ def _is_plain_conv(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups == 1
 
 
-def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) -> list[str]:
-    """Prune ``model`` in place; returns the names of the convs whose filters were pruned."""
+def _record(kept: dict[str, list[int]], name: str, size: int, removed: list[int]) -> None:
+    """Compose this pruning step's survivors with earlier ones (indices into the *teacher's* layer)."""
+    before = kept.get(name, list(range(size)))
+    gone = set(removed)
+    kept[name] = [c for i, c in enumerate(before) if i not in gone]
+
+
+def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) -> dict:
+    """Prune ``model`` in place.
+
+    Returns ``{"out": {layer: kept teacher channels}, "in": {layer: kept teacher input channels}}``
+    for every conv / BN / linear layer that lost channels (what FSKD and CD compare against).
+    """
     if not 0.0 < ratio < 1.0:
         raise MimirError(f"prune ratio {ratio} is outside (0, 1)", "use e.g. --prune channels:0.5")
     target = _trace_target(model)
@@ -40,7 +51,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) 
     explicit = candidates is not None
     if not explicit:  # a user's model: every plain conv not coupled to the pre-pool map
         candidates = [n for n, m in model.named_modules() if _is_plain_conv(m)]
-    pruned: list[str] = []
+    kept: dict[str, dict[str, list[int]]] = {"out": {}, "in": {}}
     done: set[nn.Module] = set()
     for name in candidates:
         conv = model.get_submodule(name)
@@ -57,8 +68,19 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) 
             if explicit:
                 raise RuntimeError(f"{name} is coupled to the pre-pool feature map; it must not be prunable")
             continue
-        done.update(dep.target.module for dep, _ in group
-                    if dep.handler in (tp.prune_conv_out_channels,) and _is_plain_conv(dep.target.module))
+        for dep, dep_idxs in group:
+            module, handler = dep.target.module, dep.handler
+            if module not in names:
+                continue
+            if handler in (tp.prune_conv_out_channels, tp.prune_batchnorm_out_channels,
+                           tp.prune_linear_out_channels):
+                size = module.out_channels if isinstance(module, nn.Conv2d) else (
+                    module.num_features if isinstance(module, nn.BatchNorm2d) else module.out_features)
+                _record(kept["out"], names[module], size, list(dep_idxs))
+                if _is_plain_conv(module):
+                    done.add(module)
+            elif handler in (tp.prune_conv_in_channels, tp.prune_linear_in_channels):
+                size = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
+                _record(kept["in"], names[module], size, list(dep_idxs))
         group.prune()
-        pruned.append(names.get(conv, name))
-    return pruned
+    return kept

@@ -69,7 +69,9 @@ def train_teacher(name: str, epochs: int = 10, batch_size: int = 128, lr: float 
     info = {
         "test_accuracy": accuracy(model, test, FASHION_MNIST),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-        "train_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+        "train_seconds": round(time.perf_counter() - start, 1), "torch": str(torch.__version__),
+        "command": f"mimir train-teacher {name} --epochs {epochs} --batch-size {batch_size} --lr {lr} "
+                   f"--weight-decay {weight_decay} --seed {seed}" + (f" --out {out}" if out else ""),
     }
     if out is not None:
         save_model(out, model, FASHION_MNIST, info=info)

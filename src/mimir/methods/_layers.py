@@ -1,0 +1,81 @@
+"""Helpers for the layer-wise methods (FSKD, CD): which convs were pruned, in what order, with
+which BatchNorm, and what goes in and out of them on the few samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mimir.data.transforms import DataConfig, center_crop, normalize
+from mimir.errors import MimirError
+
+
+@dataclass(frozen=True)
+class PrunedConv:
+    conv: str              # dotted name of the conv (same in teacher and student)
+    bn: str | None         # the BatchNorm that directly follows it, if any
+    kept_out: list[int]    # teacher output channels the student kept
+    kept_in: list[int]     # teacher input channels the student kept
+
+
+def pruned_convs(teacher: nn.Module, student: nn.Module, arch: dict, example: torch.Tensor, method: str) -> list[PrunedConv]:
+    """Every plain conv whose input or output channels were pruned, in execution order."""
+    kept = arch.get("kept_channels", {"out": {}, "in": {}})
+    order: list[str] = []
+    conv_out: dict[int, str] = {}
+    follows: dict[str, str] = {}
+    names = {m: n for n, m in student.named_modules()}
+
+    def hook(module, args, output):
+        name = names[module]
+        if isinstance(module, nn.Conv2d):
+            order.append(name)
+            conv_out[id(output)] = name
+        elif id(args[0]) in conv_out:
+            follows[conv_out[id(args[0])]] = name
+
+    handles = [m.register_forward_hook(hook) for m in student.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    try:
+        with torch.no_grad():
+            student.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    t_mods = dict(teacher.named_modules())
+    layers = []
+    for name in dict.fromkeys(order):
+        if name not in kept["out"] and name not in kept["in"]:
+            continue
+        conv = t_mods[name]
+        if conv.groups != 1:
+            continue
+        layers.append(PrunedConv(name, follows.get(name), kept["out"].get(name, list(range(conv.out_channels))),
+                                 kept["in"].get(name, list(range(conv.in_channels)))))
+    if not layers:
+        raise MimirError(f"method '{method}' refits pruned conv layers, and this pruning scheme pruned none",
+                         "use --prune channels:R")
+    return layers
+
+
+def capture(model: nn.Module, layer: str, images: torch.Tensor, config: DataConfig, batch_size: int = 250,
+            want: str = "output") -> torch.Tensor:
+    """The input or output of ``layer`` on all ``images`` (eval mode, no augmentation, no grad)."""
+    module = model.get_submodule(layer)
+    parts: list[torch.Tensor] = []
+
+    def hook(mod, args, output):
+        parts.append((args[0] if want == "input" else output).detach())
+
+    handle = module.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                model(normalize(center_crop(images[start:start + batch_size], config.input_size), config))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(parts)

@@ -1,0 +1,95 @@
+"""``practise``: PRACTISE block selection (Wang & Wu, CVPR 2023), then MiR. No labels.
+
+Used with ``--prune blocks:auto:K``. For every droppable block of the teacher (input and output
+shapes agree), alone: replace it by an identity-initialised 1x1 "adaptor" conv, train only the
+adaptor (the shared loop's SGD settings, BatchNorm frozen) so the pre-pool map matches the
+teacher's, and take the remaining MSE on the few samples (no augmentation) as the block's
+*recoverability*. Score = recoverability / MACs saved by dropping the block (the paper divides by
+latency saved; MACs are deterministic on a shared CPU). The K lowest scores are dropped, the student
+is rebuilt from the teacher without them (no adaptors), and trained with MiR.
+
+Chosen where the protocol is open: one adaptor in place of the block (the paper places adaptors
+around the gap), ``practise_iterations`` 200 per candidate (option).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mimir.data.datasets import UnlabeledImages
+from mimir.data.transforms import DataConfig
+from mimir.errors import MimirError
+from mimir.evaluate import count_macs_params, feature_mse
+from mimir.methods._base import MethodInput, fit, register_method
+from mimir.methods._loop import TrainConfig
+from mimir.methods.mir import MiR
+
+
+def _channels_of(model: nn.Module, block: str, example: torch.Tensor) -> int:
+    out = {}
+    handle = model.get_submodule(block).register_forward_hook(lambda m, a, o: out.setdefault("c", o.shape[1]))
+    with torch.no_grad():
+        model.eval()(example)
+    handle.remove()
+    return out["c"]
+
+
+def _adaptor(channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(channels, channels, 1, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
+        conv.bias.zero_()
+    return conv
+
+
+def recoverability(teacher: nn.Module, block: str, samples: UnlabeledImages, config: DataConfig,
+                   cfg: TrainConfig, seed: int, example: torch.Tensor) -> float:
+    """Feature MSE left after training a 1x1 adaptor in place of ``block`` (BN frozen)."""
+    model = copy.deepcopy(teacher).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adaptor = _adaptor(_channels_of(model, block, example))
+    model.set_submodule(block, adaptor)  # the model stays in eval mode: BatchNorm frozen
+    criterion = nn.MSELoss()
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = teacher.forward_features(x)
+        return criterion(model.forward_features(x), target)
+
+    fit(MethodInput(teacher, model, samples, config, cfg, seed, progress=False), loss_fn, adaptor.parameters(),
+        desc=f"adaptor {block}")
+    return feature_mse(model, teacher, samples, config)
+
+
+def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int, cfg: TrainConfig,
+                  seed: int, progress: bool = True) -> tuple[list[str], list[dict]]:
+    """The K blocks to drop and the full ranking (best to drop first)."""
+    candidates = teacher.droppable_blocks()
+    if not 1 <= k <= len(candidates):
+        raise MimirError(f"blocks:auto:{k} asks for {k} of {len(candidates)} droppable blocks",
+                         f"choose K between 1 and {len(candidates)}")
+    example = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
+    teacher_macs = count_macs_params(teacher, example)[0]
+    ranking = []
+    adaptor_cfg = cfg.with_(iterations=int(cfg.extra.get("practise_iterations", 200)))
+    for block in tqdm(candidates, desc="practise: recoverability", disable=not progress, leave=False):
+        pruned = copy.deepcopy(teacher)
+        pruned.set_submodule(block, nn.Identity())
+        saved = teacher_macs - count_macs_params(pruned, example)[0]
+        error = recoverability(teacher, block, samples, config, adaptor_cfg, seed, example)
+        ranking.append({"block": block, "recoverability": error, "macs_saved": saved, "score": error / saved})
+    ranking.sort(key=lambda r: (r["score"], r["block"]))
+    return [r["block"] for r in ranking[:k]], ranking
+
+
+@register_method
+class Practise(MiR):
+    """PRACTISE: drop the K most recoverable blocks per MAC saved, then MiR (no labels)."""
+
+    name = "practise"
+    selects_blocks = True

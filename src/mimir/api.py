@@ -22,8 +22,8 @@ from mimir.errors import MimirError
 from mimir.evaluate import accuracy, count_macs_params, feature_mse
 from mimir.export.checkpoint import load_model, load_state, read_checkpoint, save_model
 from mimir.methods import MethodInput, TrainConfig, get_method
-from mimir.models._registry import _MODELS
-from mimir.models import SplitModel, build_from_factory, create_model, is_model, list_models, wrap_model
+from mimir.models import (SplitModel, build_from_factory, create_model, is_model, list_models, model_entrypoint,
+                          wrap_model)
 from mimir.prune import parse_scheme, prune as prune_model
 from mimir.teachers import bundled_teacher_path, bundled_teachers
 
@@ -32,8 +32,9 @@ IMAGENET = DataConfig()
 
 
 # ----------------------------------------------------------------------------- teachers
-def _registry_fn(name: str):
-    return _MODELS[name]
+def _plain_state(payload: dict) -> dict:
+    """A state dict, also when saved as ``{"state_dict": ...}`` (a common training-script habit)."""
+    return payload["state_dict"] if isinstance(payload.get("state_dict"), dict) else payload
 
 
 def _infer_kwargs(name: str, state: dict, data_config: DataConfig | None) -> dict:
@@ -45,7 +46,7 @@ def _infer_kwargs(name: str, state: dict, data_config: DataConfig | None) -> dic
         raise MimirError(f"the weights do not look like a {name} (no '{classifier}' entry)",
                          "use the model name the weights were trained for")
     kwargs = {"num_classes": int(state[classifier].shape[0]), "in_chans": int(state[first_conv].shape[1])}
-    if "small_input" in inspect.signature(_registry_fn(name)).parameters:
+    if "small_input" in inspect.signature(model_entrypoint(name)).parameters:
         if name.startswith("resnet"):  # the small-input stem is a 3x3 conv instead of 7x7
             kwargs["small_input"] = state[first_conv].shape[-1] == 3
         else:
@@ -75,7 +76,7 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
         if state.get("format") == "mimir/1":
             model, config, _ = load_model(weights)
             return _with_feature_layer(model, feature_layer), data_config or config
-        state = state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state
+        state = _plain_state(state)
         kwargs = _infer_kwargs(teacher, state, data_config)
         model = load_state(create_model(teacher, **kwargs), state, f"weights file '{weights}'")
         config = data_config or (FASHION_MNIST if kwargs["in_chans"] == 1 and kwargs["num_classes"] == 10
@@ -84,9 +85,7 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
     if ":" in teacher and not Path(teacher).exists():  # MODULE:CALLABLE, a user's own model
         net = build_from_factory(teacher)
         if weights is not None:
-            state = read_checkpoint(weights)
-            load_state(net, state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state,
-                       f"weights file '{weights}'")
+            load_state(net, _plain_state(read_checkpoint(weights)), f"weights file '{weights}'")
         return load_teacher(net, None, feature_layer, data_config or _guess_config(net))
     if Path(teacher).suffix in (".pt", ".pth") or Path(teacher).exists():
         model, config, _ = load_model(teacher)
@@ -138,6 +137,8 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     else:
         pool = load_image_folder(data, config.in_chans, config.input_size)
     labels = pool.labels if isinstance(pool, LabeledImages) else None
+    if balanced and labels is None:
+        raise MimirError(f"--balanced needs class labels to balance, and '{data}' has none", "drop --balanced")
     idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
     if isinstance(pool, LabeledImages):
         return pool.subset(idx)

@@ -102,9 +102,11 @@ def _run_compress(args) -> int:
     eval_data = None if args.eval_data == "none" else args.eval_data
     options = parse_options(args.option)
     if not args.json:
+        from mimir.methods import get_method
+
+        length = f"{args.iterations} iterations" if get_method(args.method).iterative else "no SGD iterations"
         print(f"mimir compress: teacher {args.teacher}, method {args.method}, prune {args.prune}, "
-              f"{args.samples} samples of {args.data} (seed {args.seed}), {args.iterations} iterations",
-              flush=True)
+              f"{args.samples} samples of {args.data} (seed {args.seed}), {length}", flush=True)
     result = api.compress(args.teacher, data=args.data, samples=args.samples, seed=args.seed, prune=args.prune,
                           method=args.method, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                           balanced=args.balanced, weights=args.weights, feature_layer=args.feature_layer,

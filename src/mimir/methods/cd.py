@@ -1,6 +1,6 @@
 """``cd`` and ``cd-ft``: Cross Distillation (Bai et al., AAAI 2020), layer by layer, no labels.
 
-For every pruned conv, in order, with the teacher's input ``X_t`` and the student's input ``X_s``
+For every conv whose input channels were pruned, in order, with the teacher's input ``X_t`` and the student's input ``X_s``
 at that layer (the student's earlier layers already refitted) on the few samples:
 
 - correction ``L_c = ||W_s * X_t - W_t * X_t||^2``  (student weights fed the teacher's input)
@@ -78,6 +78,9 @@ class CrossDistillation(Method):
         images, config = inp.samples.images, inp.data_config
         generator = seeded(inp.seed)
         layers = pruned_convs(teacher, student, inp.arch, normalize(images[:2], config), self.name)
+        # a layer that kept all its inputs starts at W_s = W_t restricted: both terms are exactly 0
+        # and stay 0 (no gradient), so only layers with pruned input channels are refitted
+        layers = [l for l in layers if len(l.kept_in) < teacher.get_submodule(l.conv).in_channels]
         self.layer_losses: dict[str, list[float]] = {}
         for layer in tqdm(layers, desc=self.name, disable=not inp.progress, leave=False):
             x_t = capture(teacher, layer.conv, images, config, want="input")

@@ -30,8 +30,12 @@ from mimir.methods.mir import MiR
 
 
 def _channels_of(model: nn.Module, block: str, example: torch.Tensor) -> int:
-    out = {}
-    handle = model.get_submodule(block).register_forward_hook(lambda m, a, o: out.setdefault("c", o.shape[1]))
+    out: dict[str, int] = {}
+
+    def hook(module, args, output) -> None:  # must return None, or it would replace the output
+        out["c"] = output.shape[1]
+
+    handle = model.get_submodule(block).register_forward_hook(hook)
     with torch.no_grad():
         model.eval()(example)
     handle.remove()

@@ -2,8 +2,8 @@
 
 from mimir.models import cifar_resnet, torchvision_models, vgg  # noqa: F401  (registration)
 from mimir.models._base import SplitModel
-from mimir.models._registry import create_model, is_model, list_models, register_model
+from mimir.models._registry import create_model, is_model, list_models, model_entrypoint, register_model
 from mimir.models.custom import WrappedModel, build_from_factory, wrap_model
 
-__all__ = ["SplitModel", "WrappedModel", "build_from_factory", "create_model", "is_model", "list_models", "register_model",
+__all__ = ["SplitModel", "WrappedModel", "build_from_factory", "create_model", "is_model", "list_models", "model_entrypoint", "register_model",
            "wrap_model"]

@@ -23,6 +23,13 @@ def is_model(name: str) -> bool:
     return name in _MODELS
 
 
+def model_entrypoint(name: str) -> Callable[..., SplitModel]:
+    """The function that builds ``name`` (to inspect the arguments it accepts)."""
+    if name not in _MODELS:
+        raise MimirError(f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
 def create_model(name: str, **kwargs) -> SplitModel:
     """Build registered model ``name`` with random weights (``num_classes``, ``in_chans``, ...)."""
     if name not in _MODELS:

@@ -1,10 +1,9 @@
 """Compare compression methods on the bundled Fashion-MNIST teachers, on identical samples.
 
     # issue 2: MiR before vs after pooling
-    .venv/bin/python benchmarks/compare.py --methods mir mir-postpool --results runs/mir_pooling.jsonl
+    .venv/bin/python benchmarks/compare.py --methods mir mir-postpool
     # issue 3: every method
-    .venv/bin/python benchmarks/compare.py --methods none bp kd fskd cd cd-ft mir mir-postpool practise \\
-        --results runs/methods.jsonl
+    .venv/bin/python benchmarks/compare.py --methods none bp kd fskd cd cd-ft mir mir-postpool practise
 
 Each (method, samples, seed) cell not yet in the results file is run with ``mimir.compress`` and
 appended as one JSON line the moment it finishes, so an interrupted run continues where it
@@ -34,9 +33,20 @@ def _key(r: dict) -> tuple:
     return r["method"], r["samples"], r["seed"], r["iterations_requested"], r["prune_requested"]
 
 
+def _rows(path: Path) -> list[dict]:
+    """Finished cells; a line cut short by an interruption is ignored (that cell runs again)."""
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def run(args) -> None:
     results = Path(args.results)
-    done = {_key(json.loads(line)) for line in results.read_text().splitlines()} if results.exists() else set()
+    done = {_key(r) for r in _rows(results)}
     for samples in args.samples:
         for seed in args.seeds:
             for method in args.methods:
@@ -54,8 +64,8 @@ def run(args) -> None:
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines()]
-    rows = [r for r in rows if r["iterations_requested"] == args.iterations and r["teacher_name"] == args.teacher]
+    rows = [r for r in _rows(Path(args.results))
+            if r["iterations_requested"] == args.iterations and r["teacher_name"] == args.teacher]
     if not rows:
         print("no results yet")
         return
@@ -82,7 +92,8 @@ def report(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default="runs/methods.jsonl")
+    p.add_argument("--results", default="benchmarks/results/methods.jsonl",
+                   help="JSON-lines results file (tracked in git, so an unfinished grid resumes anywhere)")
     p.add_argument("--teacher", default="resnet20")
     p.add_argument("--prune", default="channels:0.5")
     p.add_argument("--practise-prune", default="blocks:auto:4")

@@ -155,6 +155,56 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="run a benchmark grid from a YAML file (resumable, one JSON line per cell)")
+    p.add_argument("config", help="YAML grid, e.g. benchmarks/fashion-mnist.yaml")
+    p.add_argument("--results", help="JSON-lines results file (default: benchmarks/results/<config name>.jsonl)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument("--dry-run", metavar="FOLDER",
+                   help="check the grid on FOLDER (ImageNet-style) with random weights, 1 iteration, 4 images")
+    p.add_argument("--list", action="store_true", help="only list the cells and which are finished")
+
+
+def _run_bench(args) -> int:
+    from mimir.bench import dry_run_config, load_config, run_bench
+    from mimir.bench.runner import finished_keys
+
+    config = load_config(args.config)
+    if args.workers < 1:
+        raise MimirError(f"--workers must be at least 1 (got {args.workers})", "pass a positive number")
+    if args.dry_run:
+        config = dry_run_config(config, args.dry_run, args.dry_run)
+    results = args.results or f"benchmarks/results/{config.name}.jsonl"
+    if args.list:
+        done = finished_keys(results)
+        for cell in config.cells:
+            print(f"{'done ' if cell.key in done else 'to do'}  {cell.key}  {cell.describe()}")
+        return 0
+    records = run_bench(config, results, workers=args.workers, random_weights=bool(args.dry_run))
+    failed = [r for r in records if r["status"] != "ok"]
+    print(f"{len(records) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
+    return 1 if failed else 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="Markdown table, plots and winners from a results file")
+    p.add_argument("results", help="JSON-lines results file written by 'mimir bench'")
+    p.add_argument("--out", default="docs", help="folder for RESULTS.md and plots/ (default: docs)")
+    p.add_argument("--command", default="", help="the grid command to quote in the report")
+
+
+def _run_report(args) -> int:
+    from pathlib import Path
+
+    from mimir.bench import write_report
+
+    if not Path(args.results).is_file():
+        raise MimirError(f"results file '{args.results}' does not exist", "run 'mimir bench CONFIG' first")
+    path = write_report(args.results, args.out, command=args.command)
+    print(f"report written to {path}")
+    return 0
+
+
 def _add_listing(sub) -> None:
     sub.add_parser("models", help="list registry models and bundled teachers")
     sub.add_parser("methods", help="list compression methods")
@@ -186,11 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compress(sub)
     _add_evaluate(sub)
     _add_train_teacher(sub)
+    _add_bench(sub)
+    _add_report(sub)
     _add_listing(sub)
     return parser
 
 
 _RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "train-teacher": _run_train_teacher,
+            "bench": _run_bench, "report": _run_report,
             "models": _run_models, "methods": _run_methods}
 
 

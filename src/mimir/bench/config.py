@@ -1,0 +1,187 @@
+"""Benchmark configuration: a YAML file describing a grid of teacher x pruning x method x samples x seed.
+
+    name: fashion-mnist
+    data: fashion-mnist            # or a folder of training images to sample from
+    eval_data: fashion-mnist       # or an ImageNet-style folder (one subfolder per class)
+    iterations: 500                # one budget for every iterative method
+    batch_size: 64
+    seeds: [1, 2, 3]
+    options: {cd_steps: 400}       # method settings, as --option
+    grid:
+      - teacher: resnet20          # a registry name (bundled teacher), or {name: resnet50, weights: FILE}
+        prune: [channels:0.5]
+        methods: [none, bp, kd, fskd, cd, cd-ft, mir, mir-postpool]
+        samples: [50, 100, 500, 1000]
+
+Every problem is reported in one line naming the key, e.g. ``grid[1].samples: must be a list of
+positive integers``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mimir.errors import MimirError
+
+_TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
+_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: everything that determines its result."""
+
+    teacher: str
+    weights: str | None
+    prune: str
+    method: str
+    samples: int
+    seed: int
+    iterations: int
+    batch_size: int
+    data: str
+    eval_data: str | None
+    input_size: int | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """A stable id of the cell's configuration (what resuming matches on)."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.teacher} {self.prune} {self.method} n={self.samples} seed={self.seed}"
+
+
+@dataclass
+class BenchConfig:
+    name: str
+    cells: list[Cell]
+    source: str = ""
+
+
+def _fail(key: str, problem: str) -> MimirError:
+    return MimirError(f"{key}: {problem}", "fix that key in the configuration file")
+
+
+def _ints(value, key: str, minimum: int = 1) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+        raise _fail(key, f"must be a list of integers >= {minimum}")
+    return value
+
+
+def _strings(value, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _fail(key, "must be a list of names")
+    return value
+
+
+def _teacher(value, key: str) -> tuple[str, str | None]:
+    if isinstance(value, str) and value:
+        return value, None
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        unknown = set(value) - {"name", "weights"}
+        if unknown:
+            raise _fail(f"{key}.{sorted(unknown)[0]}", "unknown key (use name and weights)")
+        weights = value.get("weights")
+        if weights is not None and not isinstance(weights, str):
+            raise _fail(f"{key}.weights", "must be a file path")
+        return value["name"], weights
+    raise _fail(key, "must be a model name or {name: ..., weights: FILE}")
+
+
+def parse_config(raw: dict, source: str = "") -> BenchConfig:
+    """Validate a loaded YAML mapping and expand it into cells (methods and schemes checked by name)."""
+    from mimir.methods import get_method, list_methods
+    from mimir.prune import parse_scheme
+
+    if not isinstance(raw, dict):
+        raise MimirError("the configuration is not a mapping of keys", "start from benchmarks/fashion-mnist.yaml")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise _fail(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    if "grid" not in raw:
+        raise _fail("grid", "missing (a list of rows: teacher, prune, methods, samples)")
+    name = str(raw.get("name", Path(source).stem or "bench"))
+    data = raw.get("data", "fashion-mnist")
+    if not isinstance(data, str):
+        raise _fail("data", "must be 'fashion-mnist' or a folder path")
+    eval_data = raw.get("eval_data", "fashion-mnist" if data == "fashion-mnist" else None)
+    if eval_data is not None and not isinstance(eval_data, str):
+        raise _fail("eval_data", "must be 'fashion-mnist', a folder path, or left out")
+    iterations = _ints(raw.get("iterations", 2000), "iterations")[0]
+    batch_size = _ints(raw.get("batch_size", 64), "batch_size")[0]
+    input_size = raw.get("input_size")
+    if input_size is not None:
+        input_size = _ints(input_size, "input_size")[0]
+    seeds = _ints(raw.get("seeds", [0]), "seeds", minimum=0)
+    options = raw.get("options", {}) or {}
+    if not isinstance(options, dict):
+        raise _fail("options", "must be a mapping of method settings")
+    grid = raw["grid"]
+    if not isinstance(grid, list) or not grid:
+        raise _fail("grid", "must be a non-empty list of rows")
+    cells: list[Cell] = []
+    for i, row in enumerate(grid):
+        at = f"grid[{i}]"
+        if not isinstance(row, dict):
+            raise _fail(at, "must be a mapping with teacher, prune, methods, samples")
+        unknown = set(row) - _ROW_KEYS
+        if unknown:
+            raise _fail(f"{at}.{sorted(unknown)[0]}", f"unknown key (known: {', '.join(sorted(_ROW_KEYS))})")
+        for required in ("teacher", "prune", "methods", "samples"):
+            if required not in row:
+                raise _fail(f"{at}.{required}", "missing")
+        teacher, weights = _teacher(row["teacher"], f"{at}.teacher")
+        schemes = _strings(row["prune"], f"{at}.prune")
+        for j, scheme in enumerate(schemes):
+            try:
+                parse_scheme(scheme)
+            except MimirError as err:
+                raise _fail(f"{at}.prune[{j}]", err.problem) from None
+        methods = _strings(row["methods"], f"{at}.methods")
+        for j, method in enumerate(methods):
+            if method not in list_methods():
+                raise _fail(f"{at}.methods[{j}]", f"unknown method '{method}' (known: {', '.join(list_methods())})")
+        samples = _ints(row["samples"], f"{at}.samples")
+        row_seeds = _ints(row.get("seeds", seeds), f"{at}.seeds", minimum=0)
+        row_iterations = _ints(row.get("iterations", iterations), f"{at}.iterations")[0]
+        row_options = {**options, **(row.get("options") or {})}
+        for scheme in schemes:
+            auto = parse_scheme(scheme).auto_k > 0
+            for method in methods:
+                if auto != bool(getattr(get_method(method), "selects_blocks", False)):
+                    raise _fail(f"{at}.methods", f"'{method}' does not fit prune '{scheme}' "
+                                                 "(practise goes with blocks:auto:K, and only it)")
+            # sample sizes in the order given, every method and seed of one size before the next
+            for n in samples:
+                for seed in row_seeds:
+                    for method in methods:
+                        cells.append(Cell(teacher, weights, scheme, method, n, seed, row_iterations, batch_size,
+                                          data, eval_data, input_size, row_options))
+    return BenchConfig(name, cells, source)
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    """Read and validate a YAML benchmark configuration."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MimirError(f"configuration '{path}' does not exist", "give a YAML file, e.g. benchmarks/fashion-mnist.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise MimirError(f"'{path}' is not valid YAML{where}", "fix the syntax") from None
+    return parse_config(raw, str(path))

@@ -1,0 +1,133 @@
+"""Running a benchmark grid: one JSON line per finished cell, resumable, optionally in parallel.
+
+A results file is JSON lines. A cell counts as finished when a parseable line with its key and
+``"status": "ok"`` is there; a line cut short by an interruption, or one recording an error, does
+not count, so that cell runs again on the next call. Only the parent process writes the file
+(workers return their record), so lines never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mimir.bench.config import BenchConfig, Cell
+
+
+def versions() -> dict:
+    import torch_pruning
+    import torchvision
+
+    import mimir
+
+    return {"mimir": mimir.__version__, "torch": str(torch.__version__), "torchvision": torchvision.__version__,
+            "torch_pruning": torch_pruning.__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Every parseable line of a results file (broken lines are skipped)."""
+    rows = []
+    path = Path(path)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "key" in row:
+            rows.append(row)
+    return rows
+
+
+def finished_keys(path: str | Path) -> set[str]:
+    return {r["key"] for r in read_results(path) if r.get("status") == "ok"}
+
+
+def run_cell(cell: Cell, bench: str = "", random_weights: bool = False) -> dict:
+    """Run one cell with :func:`mimir.compress`; never raises (an error becomes the record)."""
+    from mimir import api
+    from mimir.models import create_model
+
+    started = time.perf_counter()
+    record = {"key": cell.key, "bench": bench, "config": asdict(cell), "versions": versions()}
+    try:
+        teacher = create_model(cell.teacher) if random_weights else cell.teacher
+        result = api.compress(
+            teacher, data=cell.data, samples=cell.samples, seed=cell.seed, prune=cell.prune, method=cell.method,
+            iterations=cell.iterations, batch_size=cell.batch_size, weights=None if random_weights else cell.weights,
+            input_size=cell.input_size, options=cell.options, eval_data=cell.eval_data, progress=False)
+        record.update(status="ok", summary=result.summary)
+    except Exception as err:  # noqa: BLE001 - a failed cell is recorded and rerun later, the grid goes on
+        record.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=3))
+    record["wall_seconds"] = round(time.perf_counter() - started, 2)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progress: bool = True,
+              random_weights: bool = False, log=print) -> list[dict]:
+    """Run every unfinished cell of ``config``, appending each record to ``results`` as it finishes."""
+    results = Path(results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = finished_keys(results)
+    todo = [c for c in config.cells if c.key not in done]
+    log(f"bench {config.name}: {len(config.cells)} cells, {len(config.cells) - len(todo)} already finished, "
+        f"{len(todo)} to run with {workers} worker(s)")
+    records: list[dict] = []
+
+    def write(record: dict) -> None:
+        with results.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        records.append(record)
+        cell = Cell(**record["config"])
+        if record["status"] == "ok":
+            acc = record["summary"]["compressed"]["accuracy"]
+            log(f"  {cell.describe()}: {'n/a' if acc is None else f'{acc:.2f} %'} ({record['wall_seconds']:.0f} s)")
+        else:
+            log(f"  {cell.describe()}: FAILED {record['error']}")
+
+    bar = tqdm(total=len(todo), desc=f"bench {config.name}", disable=not progress)
+    if workers <= 1:
+        for cell in todo:
+            write(run_cell(cell, config.name, random_weights))
+            bar.update()
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(run_cell, cell, config.name, random_weights) for cell in todo]
+            for future in as_completed(futures):
+                write(future.result())
+                bar.update()
+    bar.close()
+    return records
+
+
+def dry_run_config(config: BenchConfig, data: str, eval_data: str | None, input_size: int = 64,
+                   samples: int = 4) -> BenchConfig:
+    """A tiny version of ``config`` for machines without its data or weights: every distinct
+    (teacher, prune, method) once, on ``data``, ``samples`` images, 1 iteration, small inputs,
+    random weights (see ``run_bench(random_weights=True)``)."""
+    seen, cells = set(), []
+    for c in config.cells:
+        if (c.teacher, c.prune, c.method) in seen:
+            continue
+        seen.add((c.teacher, c.prune, c.method))
+        options = {**c.options, "cd_steps": 1, "practise_iterations": 1}
+        cells.append(replace(c, weights=None, data=data, eval_data=eval_data, samples=samples, seed=0,
+                             iterations=1, input_size=input_size, options=options))
+    return BenchConfig(f"{config.name}-dry-run", cells, config.source)

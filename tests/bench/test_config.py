@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from mimir.bench import load_config, parse_config
+from mimir.errors import MimirError
+from mimir.models import create_model
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = {"name": "t", "iterations": 10, "seeds": [1, 2],
+        "grid": [{"teacher": "resnet20", "prune": ["channels:0.5"], "methods": ["mir", "kd"], "samples": [5, 10]}]}
+
+
+def _with(change):
+    raw = {**GOOD, "grid": [dict(GOOD["grid"][0])]}
+    change(raw)
+    return raw
+
+
+def test_good_config_expands_to_cells():
+    cells = parse_config(GOOD).cells
+    assert len(cells) == 2 * 2 * 2
+    assert [c.samples for c in cells[:4]] == [5, 5, 5, 5]       # one sample size at a time
+    assert len({c.key for c in cells}) == 8
+
+
+@pytest.mark.parametrize("change,key", [
+    (lambda r: r.update(iteratoins=5), "iteratoins: unknown key"),
+    (lambda r: r.pop("grid"), "grid: missing"),
+    (lambda r: r.update(seeds="one"), "seeds: must be a list"),
+    (lambda r: r.update(iterations=0), "iterations: must be"),
+    (lambda r: r["grid"][0].update(samples=[5, -1]), "grid[0].samples: must be"),
+    (lambda r: r["grid"][0].update(methods=["mir", "magic"]), "grid[0].methods[1]: unknown method 'magic'"),
+    (lambda r: r["grid"][0].update(prune=["channels:2"]), "grid[0].prune[0]: prune ratio 2 is outside (0, 1)"),
+    (lambda r: r["grid"][0].update(prune=["blocks:auto:2"]), "grid[0].methods: 'mir' does not fit"),
+    (lambda r: r["grid"][0].pop("teacher"), "grid[0].teacher: missing"),
+    (lambda r: r["grid"][0].update(teacher={"name": "resnet50", "wieghts": "x"}), "grid[0].teacher.wieghts: unknown"),
+    (lambda r: r["grid"][0].update(sample=[5]), "grid[0].sample: unknown key"),
+])
+def test_errors_are_one_line_and_name_the_key(change, key):
+    with pytest.raises(MimirError) as err:
+        parse_config(_with(change))
+    message = str(err.value)
+    assert message.startswith(key) and "\n" not in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ngrid: [\n  teacher: resnet20\n")
+    with pytest.raises(MimirError, match="not valid YAML at line"):
+        load_config(path)
+
+
+def test_shipped_fashion_mnist_grid():
+    config = load_config(ROOT / "benchmarks" / "fashion-mnist.yaml")
+    cells = config.cells
+    assert len({c.iterations for c in cells if c.method != "none"}) == 1   # one budget for all
+    assert {c.seed for c in cells} == {1, 2, 3}
+    r20 = {(c.prune, c.samples) for c in cells if c.teacher == "resnet20"}
+    assert {("channels:0.5", n) for n in (50, 100, 500, 1000)} <= r20
+    assert {("channels:0.75", n) for n in (50, 500)} <= r20
+    assert {c.method for c in cells if c.teacher == "resnet56"} == {"mir", "kd", "bp"}
+    assert {"none", "bp", "kd", "fskd", "cd", "cd-ft", "mir", "mir-postpool", "practise"} == {c.method for c in cells}
+
+
+def test_shipped_imagenet_grid_builds_every_model():
+    config = load_config(ROOT / "benchmarks" / "imagenet.yaml")
+    assert {c.seed for c in config.cells} == {2021, 2022, 2023, 2024, 2025}
+    assert {c.samples for c in config.cells} == {50, 100, 500, 1000}
+    assert all(c.iterations == 2000 and c.batch_size == 64 for c in config.cells)
+    for name in sorted({c.teacher for c in config.cells}):
+        model = create_model(name)
+        assert model.forward_head(model.forward_features(torch.zeros(1, 3, 224, 224))).shape == (1, 1000)

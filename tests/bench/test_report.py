@@ -1,0 +1,47 @@
+"""The report of a small fixed set of result lines."""
+
+import json
+
+from mimir.bench import aggregate, markdown_table, winners, write_report
+
+
+def _line(method, seed, acc, samples=50, labels=False):
+    return {"key": f"{method}-{samples}-{seed}", "status": "ok", "wall_seconds": 10.0,
+            "finished_at": f"2026-11-21T10:0{seed}:00+00:00", "versions": {"torch": "2.x"},
+            "config": {"teacher": "resnet20", "prune": "channels:0.5", "method": method, "samples": samples,
+                       "seed": seed, "iterations": 400},
+            "summary": {"teacher": {"accuracy": 92.0, "macs": 30e6, "params": 0.27e6},
+                        "pruned": {"accuracy": 25.0, "macs": 15e6, "params": 0.14e6},
+                        "compressed": {"accuracy": acc, "macs": 15e6, "params": 0.14e6},
+                        "train_seconds": 8.0, "used_labels": labels}}
+
+
+LINES = [_line("mir", 1, 91.0), _line("mir", 2, 91.5), _line("mir", 3, 92.0),
+         _line("bp", 1, 80.0, labels=True), _line("bp", 2, 84.0, labels=True),
+         _line("none", 1, 25.0), {"key": "broken", "status": "error", "error": "x"}]
+
+EXPECTED = """\
+| teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | MACs | params | train s | labels |
+|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|
+| resnet20 | channels:0.5 | 50 | mir | 91.50 +- 0.50 | 3 | -0.50 | 25.00 | 15.0M (50 %) | 0.140M | 8 | no |
+| resnet20 | channels:0.5 | 50 | bp | 82.00 +- 2.83 | 2 | -10.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | yes |
+| resnet20 | channels:0.5 | 50 | none | 25.00 +- 0.00 | 1 | -67.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | no |"""
+
+
+def test_table_of_fixed_lines():
+    assert markdown_table(aggregate(LINES)) == EXPECTED
+
+
+def test_winner_text():
+    assert winners(aggregate(LINES)) == ["resnet20, channels:0.5, 50 samples: **mir** 91.50 %, 9.50 points ahead of bp"]
+
+
+def test_written_report_has_table_and_plots(tmp_path):
+    results = tmp_path / "r.jsonl"
+    results.write_text("\n".join(json.dumps(l) for l in LINES) + "\n{truncated")
+    path = write_report(results, tmp_path / "docs", command="mimir bench x.yaml")
+    text = path.read_text()
+    assert EXPECTED in text and "mimir bench x.yaml" in text and "6 finished cells" in text
+    pngs = sorted((tmp_path / "docs" / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["acc_vs_macs.png", "acc_vs_samples_resnet20_channels-0.5.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

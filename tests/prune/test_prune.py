@@ -8,7 +8,7 @@ from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params
 from mimir.export import load_model, save_model
 from mimir.data import FASHION_MNIST
-from mimir.models import create_model, list_models, wrap_model
+from mimir.models import list_models, wrap_model
 from mimir.prune import parse_scheme, prune
 
 from tests.models.test_split import _small, _UsersNet
@@ -35,17 +35,18 @@ def test_channels_keep_the_pre_pool_map_and_head(name, ratio):
 
 
 def _conv_macs(model, x):
-    """Independent count: sum of k*k*Cin/groups*Cout*Hout*Wout over convs, plus linear layers."""
-    total = 0
-    hooks = [m.register_forward_hook(lambda m, i, o: totals.append(
-        m.weight[0].numel() * o.numel() if isinstance(m, nn.Conv2d) else m.weight.numel()))
-        for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Independent count: k*k*Cin/groups MACs per conv output element, in*out per linear layer."""
     totals: list[int] = []
+
+    def hook(m, inputs, output):
+        totals.append(m.weight[0].numel() * output.numel() if isinstance(m, nn.Conv2d) else m.weight.numel())
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         model.eval()(x)
     for h in hooks:
         h.remove()
-    return total + sum(totals)
+    return sum(totals)
 
 
 def test_resnet20_half_channels_halves_the_block_convs():

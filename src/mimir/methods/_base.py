@@ -14,14 +14,15 @@ import torch
 from torch import nn
 
 from mimir.data.datasets import LabeledImages, UnlabeledImages
-from mimir.data.transforms import DataConfig
+from mimir.data.transforms import Augment, DataConfig
 from mimir.errors import MimirError
-from mimir.data.transforms import Augment
 from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
 
 
 @dataclass
 class MethodInput:
+    """Everything a method works from; ``samples`` carries labels only for ``needs_labels`` methods."""
+
     teacher: nn.Module
     student: nn.Module
     samples: UnlabeledImages | LabeledImages

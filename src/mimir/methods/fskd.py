@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mimir.data.transforms import normalize
 from mimir.methods._base import Method, MethodInput, register_method
 from mimir.methods._layers import capture, pruned_convs
-from mimir.data.transforms import normalize
 
 
 def least_squares(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ from mimir.data import LabeledImages, load_fashion_mnist
 from mimir.export import load_model
 from mimir.teachers import bundled_teacher_path
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")

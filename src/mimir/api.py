@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mimir.data import (FASHION_MNIST, DataConfig, LabeledImages, UnlabeledImages, load_fashion_mnist,
-                        load_image_folder, load_labeled_folder, sample_indices)
+                        load_folder, load_labeled_folder, sample_indices)
 from mimir.errors import MimirError
 from mimir.evaluate import accuracy, count_macs_params, feature_mse
 from mimir.export.checkpoint import load_model, load_state, read_checkpoint, save_model
@@ -127,15 +127,18 @@ def _check_fashion_fits(config: DataConfig) -> None:
 
 def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: int, seed: int, config: DataConfig,
                  balanced: bool = False) -> LabeledImages | UnlabeledImages:
-    """The few samples: ``samples`` images drawn from ``data`` with ``seed`` (labels kept only if the
-    source has them; the caller strips them before a label-free method sees them)."""
+    """The few samples: ``samples`` images drawn from ``data`` with ``seed``.
+
+    Labels are kept when the source has them (Fashion-MNIST, or a folder whose images all sit in
+    class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
+    them before a label-free method sees the images."""
     if isinstance(data, (LabeledImages, UnlabeledImages)):
         pool = data
     elif str(data) == FASHION:
         _check_fashion_fits(config)
         pool = load_fashion_mnist("train")
-    else:
-        pool = load_image_folder(data, config.in_chans, config.input_size)
+    else:  # an ImageNet-style folder gives labels (for the class-then-image draw and label-using
+        pool = load_folder(data, config.in_chans, config.input_size)  # methods); others have none
     labels = pool.labels if isinstance(pool, LabeledImages) else None
     if balanced and labels is None:
         raise MimirError(f"--balanced needs class labels to balance, and '{data}' has none", "drop --balanced")

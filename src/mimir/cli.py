@@ -190,7 +190,7 @@ def _add_report(sub) -> None:
     p = sub.add_parser("report", help="Markdown table, plots and winners from a results file")
     p.add_argument("results", help="JSON-lines results file written by 'mimir bench'")
     p.add_argument("--out", default="docs", help="folder for RESULTS.md and plots/ (default: docs)")
-    p.add_argument("--command", default="", help="the grid command to quote in the report")
+    p.add_argument("--grid-command", default="", help="the 'mimir bench' command to quote in the report")
 
 
 def _run_report(args) -> int:
@@ -200,7 +200,7 @@ def _run_report(args) -> int:
 
     if not Path(args.results).is_file():
         raise MimirError(f"results file '{args.results}' does not exist", "run 'mimir bench CONFIG' first")
-    path = write_report(args.results, args.out, command=args.command)
+    path = write_report(args.results, args.out, command=args.grid_command)
     print(f"report written to {path}")
     return 0
 

@@ -67,3 +67,14 @@ def test_labeled_folder_uses_subfolder_names(tmp_path):
     data = load_labeled_folder(tmp_path, 3, 32)
     assert data.classes == ("cat", "dog")
     assert sorted(data.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_class_subfolders_give_labels_flat_folders_do_not(tmp_path):
+    from mimir.data import load_folder
+
+    for cls in ("a", "b"):
+        for i in range(2):
+            _write(tmp_path / "classes" / cls / f"{i}.png", "RGB", (12, 12))
+        _write(tmp_path / "flat" / f"{cls}.png", "RGB", (12, 12))
+    assert load_folder(tmp_path / "classes", 3, 16).labels.tolist() == [0, 0, 1, 1]
+    assert not hasattr(load_folder(tmp_path / "flat", 3, 16), "labels")

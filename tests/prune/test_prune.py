@@ -115,7 +115,7 @@ def test_architecture_round_trips_through_a_weights_only_file(tmp_path, scheme):
     student, arch = prune(teacher, scheme, X)
     path = save_model(tmp_path / "s.pt", student, FASHION_MNIST, arch["dropped_blocks"])
     payload = torch.load(path, weights_only=True)
-    assert payload["architecture"] == arch
+    assert payload["architecture"] == {k: v for k, v in arch.items() if k != "kept_channels"}
     loaded, config, _ = load_model(path)
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():

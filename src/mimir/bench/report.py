@@ -122,7 +122,8 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
             ax.axhline(sub[0].teacher_acc, color="black", linestyle="--", linewidth=1, label="teacher")
         ax.set_xscale("log")
         ax.set_xticks(sorted({r.samples for r in sub}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("number of few samples")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(f"{teacher}, {prune}: accuracy vs samples")
@@ -143,7 +144,8 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         if t.teacher_acc is not None:
             ax.scatter([t.teacher_macs / 1e6], [t.teacher_acc], marker="*", s=160, color="black")
             ax.annotate(f"{teacher} teacher", (t.teacher_macs / 1e6, t.teacher_acc), fontsize=8,
-                        textcoords="offset points", xytext=(-40, 6))
+                        textcoords="offset points", xytext=(-12, -4), ha="right", va="top")
+    ax.margins(x=0.08, y=0.08)
     ax.set_xlabel("MACs per image (millions)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("accuracy vs MACs (every setting, mean over seeds)")

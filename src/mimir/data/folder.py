@@ -89,3 +89,19 @@ def load_labeled_folder(folder: str | Path, in_chans: int, input_size: int) -> L
     images, kept = _read_all(files, in_chans, input_size, root)
     labels = torch.tensor([index[files[i].relative_to(root).parts[0]] for i in kept], dtype=torch.long)
     return LabeledImages(images, labels, tuple(classes), source=f"folder:{folder}")
+
+
+def is_class_folder(folder: str | Path) -> bool:
+    """True when every image sits in a first-level subfolder and there are at least two of them
+    (an ImageNet-style folder: subfolder name = class)."""
+    root = Path(folder)
+    files = list_images(root)
+    parts = [p.relative_to(root).parts for p in files]
+    return all(len(x) > 1 for x in parts) and len({x[0] for x in parts}) >= 2
+
+
+def load_folder(folder: str | Path, in_chans: int, input_size: int) -> LabeledImages | UnlabeledImages:
+    """An ImageNet-style folder with its class labels, any other folder unlabeled."""
+    if is_class_folder(folder):
+        return load_labeled_folder(folder, in_chans, input_size)
+    return load_image_folder(folder, in_chans, input_size)

@@ -169,3 +169,8 @@ def test_users_own_model_from_the_command_line(tmp_path, monkeypatch, capsys):
 def test_users_model_that_cannot_be_imported(capsys):
     assert main(["compress", "--teacher", "no_such_module_xyz:build"]) == 2
     assert "cannot import 'no_such_module_xyz:build'" in _error(capsys)
+
+
+def test_train_teacher_checks_its_output_folder_before_training(tmp_path, capsys):
+    assert main(["train-teacher", "resnet20", "--epochs", "1", "--out", str(tmp_path / "no" / "t.pt")]) == 2
+    assert "does not exist" in _error(capsys)

@@ -302,6 +302,8 @@ def train_teacher(model: str, epochs: int = 10, batch_size: int = 128, lr: float
         raise MimirError(f"unknown model '{model}'", f"choose one of: {', '.join(list_models())}")
     if epochs < 1:
         raise MimirError(f"--epochs must be at least 1 (got {epochs})", "pass a positive number")
+    if out is not None and not Path(out).parent.exists():
+        raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     _, info = _train(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                      seed=seed, out=out, progress=progress)
     return info

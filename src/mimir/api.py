@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,8 +21,8 @@ from mimir.errors import MimirError
 from mimir.evaluate import accuracy, count_macs_params, feature_mse
 from mimir.export.checkpoint import load_model, load_state, read_checkpoint, save_model
 from mimir.methods import MethodInput, TrainConfig, get_method
-from mimir.models import (SplitModel, build_from_factory, create_model, is_model, list_models, model_entrypoint,
-                          wrap_model)
+from mimir.models import SplitModel, build_from_factory, create_model, is_model, list_models, wrap_model
+from mimir.models._registry import accepts
 from mimir.prune import parse_scheme, prune as prune_model
 from mimir.teachers import bundled_teacher_path, bundled_teachers
 
@@ -46,7 +45,7 @@ def _infer_kwargs(name: str, state: dict, data_config: DataConfig | None) -> dic
         raise MimirError(f"the weights do not look like a {name} (no '{classifier}' entry)",
                          "use the model name the weights were trained for")
     kwargs = {"num_classes": int(state[classifier].shape[0]), "in_chans": int(state[first_conv].shape[1])}
-    if "small_input" in inspect.signature(model_entrypoint(name)).parameters:
+    if accepts(name, "small_input"):
         if name.startswith("resnet"):  # the small-input stem is a 3x3 conv instead of 7x7
             kwargs["small_input"] = state[first_conv].shape[-1] == 3
         else:
@@ -211,8 +210,7 @@ def compress(
     started = time.perf_counter()
     scheme = parse_scheme(prune)
     chosen = get_method(method)
-    selects_blocks = getattr(chosen, "selects_blocks", False)
-    if selects_blocks != bool(scheme.auto_k):
+    if chosen.selects_blocks != bool(scheme.auto_k):
         raise MimirError(f"--method {method} does not fit --prune {scheme}",
                          "PRACTISE chooses the blocks itself: use --method practise with --prune blocks:auto:K, "
                          "and other methods with channels:R or blocks:NAME,...")

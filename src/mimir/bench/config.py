@@ -159,7 +159,7 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
         for scheme in schemes:
             auto = parse_scheme(scheme).auto_k > 0
             for method in methods:
-                if auto != bool(getattr(get_method(method), "selects_blocks", False)):
+                if auto != get_method(method).selects_blocks:
                     raise _fail(f"{at}.methods", f"'{method}' does not fit prune '{scheme}' "
                                                  "(practise goes with blocks:auto:K, and only it)")
             # sample sizes in the order given, every method and seed of one size before the next

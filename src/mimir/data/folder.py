@@ -70,17 +70,19 @@ def _read_all(files: list[Path], in_chans: int, input_size: int, root: Path) -> 
     return torch.stack(images), kept
 
 
-def load_image_folder(folder: str | Path, in_chans: int, input_size: int) -> UnlabeledImages:
+def load_image_folder(folder: str | Path, in_chans: int, input_size: int,
+                      files: list[Path] | None = None) -> UnlabeledImages:
     """All readable images under ``folder``, unlabeled. Unreadable files are skipped with a count."""
-    files = list_images(folder)
+    files = list_images(folder) if files is None else files
     images, _ = _read_all(files, in_chans, input_size, Path(folder))
     return UnlabeledImages(images, source=f"folder:{folder}")
 
 
-def load_labeled_folder(folder: str | Path, in_chans: int, input_size: int) -> LabeledImages:
+def load_labeled_folder(folder: str | Path, in_chans: int, input_size: int,
+                        files: list[Path] | None = None) -> LabeledImages:
     """An ImageNet-style folder (one subfolder per class, sorted names = class indices)."""
     root = Path(folder)
-    files = list_images(root)
+    files = list_images(root) if files is None else files
     classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     if not classes:
         raise MimirError(f"'{root}' has no class subfolders", "put each class's images in its own subfolder")
@@ -91,17 +93,18 @@ def load_labeled_folder(folder: str | Path, in_chans: int, input_size: int) -> L
     return LabeledImages(images, labels, tuple(classes), source=f"folder:{folder}")
 
 
-def is_class_folder(folder: str | Path) -> bool:
+def is_class_folder(folder: str | Path, files: list[Path] | None = None) -> bool:
     """True when every image sits in a first-level subfolder and there are at least two of them
     (an ImageNet-style folder: subfolder name = class)."""
     root = Path(folder)
-    files = list_images(root)
+    files = list_images(root) if files is None else files
     parts = [p.relative_to(root).parts for p in files]
     return all(len(x) > 1 for x in parts) and len({x[0] for x in parts}) >= 2
 
 
 def load_folder(folder: str | Path, in_chans: int, input_size: int) -> LabeledImages | UnlabeledImages:
     """An ImageNet-style folder with its class labels, any other folder unlabeled."""
-    if is_class_folder(folder):
-        return load_labeled_folder(folder, in_chans, input_size)
-    return load_image_folder(folder, in_chans, input_size)
+    files = list_images(folder)
+    if is_class_folder(folder, files):
+        return load_labeled_folder(folder, in_chans, input_size, files)
+    return load_image_folder(folder, in_chans, input_size, files)

@@ -10,9 +10,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-
-def _target(model: nn.Module) -> nn.Module:
-    return model.trace_target() if hasattr(model, "trace_target") else model
+from mimir.models._base import trace_target
 
 
 @torch.no_grad()
@@ -20,7 +18,7 @@ def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[in
     """(MACs for one image, number of parameters)."""
     was_training = model.training
     model.eval()
-    macs, params = tp.utils.count_ops_and_params(_target(model), example_input[:1])
+    macs, params = tp.utils.count_ops_and_params(trace_target(model), example_input[:1])
     model.train(was_training)
     return int(macs), int(params)
 

@@ -39,6 +39,7 @@ class Method:
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     iterative: ClassVar[bool] = True
+    selects_blocks: ClassVar[bool] = False  # chooses the blocks to drop itself (--prune blocks:auto:K)
 
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError

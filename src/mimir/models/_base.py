@@ -10,6 +10,11 @@ import torch
 from torch import nn
 
 
+def trace_target(model: nn.Module) -> nn.Module:
+    """The module to trace or count (for a wrapped user model: the user's model, called once)."""
+    return model.trace_target() if hasattr(model, "trace_target") else model
+
+
 class SplitModel(nn.Module):
     """Base class of every mimir model. Subclasses set ``classifier_name`` and implement the split."""
 

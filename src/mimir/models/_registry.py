@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from mimir.errors import MimirError
@@ -28,6 +29,11 @@ def model_entrypoint(name: str) -> Callable[..., SplitModel]:
     if name not in _MODELS:
         raise MimirError(f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}")
     return _MODELS[name]
+
+
+def accepts(name: str, argument: str) -> bool:
+    """Whether registry model ``name`` takes ``argument`` (e.g. ``small_input``)."""
+    return argument in inspect.signature(model_entrypoint(name)).parameters
 
 
 def create_model(name: str, **kwargs) -> SplitModel:

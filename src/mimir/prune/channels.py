@@ -14,10 +14,7 @@ import torch_pruning as tp
 from torch import nn
 
 from mimir.errors import MimirError
-
-
-def _trace_target(model: nn.Module) -> nn.Module:
-    return model.trace_target() if hasattr(model, "trace_target") else model
+from mimir.models._base import trace_target
 
 
 def _touches(group, module: nn.Module) -> bool:
@@ -43,7 +40,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) 
     """
     if not 0.0 < ratio < 1.0:
         raise MimirError(f"prune ratio {ratio} is outside (0, 1)", "use e.g. --prune channels:0.5")
-    target = _trace_target(model)
+    target = trace_target(model)
     classifier = model.get_submodule(model.classifier_name)
     graph = tp.DependencyGraph().build_dependency(target, example_inputs=example_input, verbose=False)
     names = {m: n for n, m in model.named_modules()}

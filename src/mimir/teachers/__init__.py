@@ -18,9 +18,9 @@ from mimir.evaluate import accuracy
 from mimir.export.checkpoint import save_model
 from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
 from mimir.models import create_model
+from mimir.models._registry import accepts
 
 BUNDLE_DIR = Path(__file__).parent
-_SMALL_INPUT = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
 
 
 def bundled_teacher_path(name: str) -> Path | None:
@@ -36,7 +36,7 @@ def bundled_teachers() -> list[str]:
 def fashion_mnist_model(name: str) -> nn.Module:
     """Registry model ``name`` shaped for Fashion-MNIST (1 channel, 10 classes, small-input stem)."""
     kwargs = {"num_classes": 10, "in_chans": 1}
-    if name in _SMALL_INPUT:
+    if accepts(name, "small_input"):
         kwargs["small_input"] = True
     return create_model(name, **kwargs)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mimir.data import (FASHION_MNIST, DataConfig, LabeledImages, UnlabeledImages, load_fashion_mnist,
-                        load_folder, load_labeled_folder, sample_indices)
+from mimir.data import (FASHION_MNIST, DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
+                        index_folder, load_fashion_mnist, sample_folder, sample_indices)
 from mimir.errors import MimirError
 from mimir.evaluate import accuracy, count_macs_params, feature_mse
 from mimir.export.checkpoint import load_model, load_state, read_checkpoint, save_model
@@ -130,30 +130,37 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
 
     Labels are kept when the source has them (Fashion-MNIST, or a folder whose images all sit in
     class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
-    them before a label-free method sees the images."""
-    if isinstance(data, (LabeledImages, UnlabeledImages)):
-        pool = data
-    elif str(data) == FASHION:
-        _check_fashion_fits(config)
-        pool = load_fashion_mnist("train")
-    else:  # an ImageNet-style folder gives labels (for the class-then-image draw and label-using
-        pool = load_folder(data, config.in_chans, config.input_size)  # methods); others have none
-    labels = pool.labels if isinstance(pool, LabeledImages) else None
+    them before a label-free method sees the images. A folder is drawn from by file name and only
+    the chosen files are decoded, so an ImageNet training folder costs a directory listing."""
+    if isinstance(data, (LabeledImages, UnlabeledImages)) or str(data) == FASHION:
+        if isinstance(data, (LabeledImages, UnlabeledImages)):
+            pool = data
+        else:
+            _check_fashion_fits(config)
+            pool = load_fashion_mnist("train")
+        labels = pool.labels if isinstance(pool, LabeledImages) else None
+        _check_balanced(balanced, labels, data)
+        idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
+        return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
+    index = index_folder(data)
+    _check_balanced(balanced, index.labels, data)
+    return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced)
+
+
+def _check_balanced(balanced: bool, labels: torch.Tensor | None, data: object) -> None:
     if balanced and labels is None:
         raise MimirError(f"--balanced needs class labels to balance, and '{data}' has none", "drop --balanced")
-    idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
-    if isinstance(pool, LabeledImages):
-        return pool.subset(idx)
-    return UnlabeledImages(pool.images[idx], pool.source)
 
 
-def load_eval_data(eval_data: str | Path | LabeledImages | None, config: DataConfig) -> LabeledImages | None:
-    if eval_data is None or isinstance(eval_data, LabeledImages):
+def load_eval_data(eval_data: str | Path | LabeledImages | LabeledImageFiles | None, config: DataConfig,
+                   flag: str = "--eval-data") -> LabeledImages | LabeledImageFiles | None:
+    """Fashion-MNIST's test set in memory, or an ImageNet-style folder read lazily at evaluation."""
+    if eval_data is None or isinstance(eval_data, (LabeledImages, LabeledImageFiles)):
         return eval_data
     if str(eval_data) == FASHION:
         _check_fashion_fits(config)
         return load_fashion_mnist("test")
-    return load_labeled_folder(eval_data, config.in_chans, config.input_size)
+    return LabeledImageFiles(eval_data, config.in_chans, config.input_size, flag=flag)
 
 
 # ----------------------------------------------------------------------------- compress
@@ -172,7 +179,7 @@ class CompressResult:
         return save_model(path, self.model, self.data_config, self.dropped_blocks, info=self.summary)
 
 
-def _measure(model: nn.Module, eval_set: LabeledImages | None, config: DataConfig, x: torch.Tensor,
+def _measure(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles | None, config: DataConfig, x: torch.Tensor,
              progress: bool, desc: str) -> dict:
     macs, params = count_macs_params(model, x)
     acc = accuracy(model, eval_set, config, progress=progress, desc=desc) if eval_set is not None else None
@@ -195,7 +202,7 @@ def compress(
     data_config: DataConfig | None = None,
     input_size: int | None = None,
     options: dict | None = None,
-    eval_data: str | Path | LabeledImages | None = "auto",
+    eval_data: str | Path | LabeledImages | LabeledImageFiles | None = "auto",
     progress: bool = True,
     out: str | Path | None = None,
 ) -> CompressResult:
@@ -273,7 +280,7 @@ def compress(
     return result
 
 
-def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages = FASHION,
+def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | LabeledImageFiles = FASHION,
              data_config: DataConfig | None = None, latency: bool = False, progress: bool = True) -> dict:
     """Accuracy, parameters and MACs (and optionally CPU latency) of a model or mimir file."""
     from mimir.evaluate import latency_ms
@@ -282,7 +289,7 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages = F
         net, config = model.eval(), data_config or IMAGENET
     else:
         net, config = load_teacher(str(model))
-    eval_set = load_eval_data(data, config)
+    eval_set = load_eval_data(data, config, flag="--data")
     x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
     result = _measure(net, eval_set, config, x, progress, "evaluate")
     if latency:

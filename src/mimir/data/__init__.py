@@ -3,10 +3,12 @@
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.fashion_mnist import load_fashion_mnist
 from mimir.data.few_sample import sample_indices
-from mimir.data.folder import load_folder, load_image_folder, load_labeled_folder
+from mimir.data.folder import (FolderIndex, LabeledImageFiles, index_folder, load_folder, load_image_folder,
+                               load_labeled_folder, sample_folder)
 from mimir.data.transforms import FASHION_MNIST, Augment, DataConfig, center_crop, normalize
 
 __all__ = [
-    "FASHION_MNIST", "Augment", "DataConfig", "LabeledImages", "UnlabeledImages", "center_crop",
-    "load_fashion_mnist", "load_folder", "load_image_folder", "load_labeled_folder", "normalize", "sample_indices",
+    "FASHION_MNIST", "Augment", "DataConfig", "FolderIndex", "LabeledImageFiles", "LabeledImages", "UnlabeledImages",
+    "center_crop", "index_folder", "load_fashion_mnist", "load_folder", "load_image_folder", "load_labeled_folder",
+    "normalize", "sample_folder", "sample_indices",
 ]

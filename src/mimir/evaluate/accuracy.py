@@ -7,21 +7,36 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mimir.data.datasets import LabeledImages, UnlabeledImages
+from mimir.data.folder import LabeledImageFiles, iter_labeled_files
 from mimir.data.transforms import DataConfig, center_crop, normalize
 
 
+def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
+    if isinstance(data, LabeledImageFiles):
+        yield from iter_labeled_files(data, batch_size)
+        return
+    for start in range(0, len(data), batch_size):
+        yield data.images[start:start + batch_size], data.labels[start:start + batch_size]
+
+
 @torch.no_grad()
-def accuracy(model: nn.Module, data: LabeledImages, config: DataConfig, batch_size: int = 500,
-             progress: bool = False, desc: str = "evaluate") -> float:
-    """Top-1 accuracy in percent (model put in eval mode, its mode restored afterwards)."""
+def accuracy(model: nn.Module, data: LabeledImages | LabeledImageFiles, config: DataConfig,
+             batch_size: int = 500, progress: bool = False, desc: str = "evaluate") -> float:
+    """Top-1 accuracy in percent (model put in eval mode, its mode restored afterwards).
+
+    ``data`` is either in memory or a folder read batch by batch (unreadable files are left out
+    of the count, with a warning)."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
-        x = normalize(center_crop(data.images[start:start + batch_size], config.input_size), config)
-        correct += (model(x).argmax(1) == data.labels[start:start + batch_size]).sum().item()
+    correct = seen = 0
+    total = -(-len(data) // batch_size)
+    for images, labels in tqdm(_batches(data, batch_size), total=total, desc=desc, disable=not progress,
+                               leave=False):
+        x = normalize(center_crop(images, config.input_size), config)
+        correct += (model(x).argmax(1) == labels).sum().item()
+        seen += len(labels)
     model.train(was_training)
-    return 100.0 * correct / len(data)
+    return 100.0 * correct / seen
 
 
 @torch.no_grad()

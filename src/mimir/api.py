@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -179,10 +180,35 @@ class CompressResult:
         return save_model(path, self.model, self.data_config, self.dropped_blocks, info=self.summary)
 
 
+_ACCURACY_MEMO: dict[tuple, float] = {}
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A hash of everything that decides a model's eval-mode outputs: its module tree and every
+    parameter and buffer (names, shapes, dtypes, values)."""
+    digest = hashlib.sha1(repr(model).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _accuracy(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles, config: DataConfig,
+              eval_key: str | None, progress: bool, desc: str) -> float:
+    """Top-1 accuracy, computed once per process for identical weights on the same named evaluation
+    set (``eval_key``): a grid evaluates the same teacher and the same pruned student in many cells."""
+    if eval_key is None:
+        return accuracy(model, eval_set, config, progress=progress, desc=desc)
+    key = (_fingerprint(model), eval_key, len(eval_set), config.input_size, config.mean, config.std)
+    if key not in _ACCURACY_MEMO:
+        _ACCURACY_MEMO[key] = accuracy(model, eval_set, config, progress=progress, desc=desc)
+    return _ACCURACY_MEMO[key]
+
+
 def _measure(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles | None, config: DataConfig, x: torch.Tensor,
-             progress: bool, desc: str) -> dict:
+             progress: bool, desc: str, eval_key: str | None = None) -> dict:
     macs, params = count_macs_params(model, x)
-    acc = accuracy(model, eval_set, config, progress=progress, desc=desc) if eval_set is not None else None
+    acc = _accuracy(model, eval_set, config, eval_key, progress, desc) if eval_set is not None else None
     return {"accuracy": acc, "params": params, "macs": macs}
 
 
@@ -234,6 +260,7 @@ def compress(
     if eval_data == "auto":
         eval_data = FASHION if str(data) == FASHION else None
     eval_set = load_eval_data(eval_data, config)
+    eval_key = str(eval_data) if isinstance(eval_data, (str, Path)) else None  # named sets only (see _accuracy)
     if chosen.needs_labels and not isinstance(few, LabeledImages):
         raise MimirError(f"method '{method}' needs labels, but '{data}' has none",
                          "use a label-free method such as mir, or labelled data")
@@ -261,8 +288,8 @@ def compress(
         select_seconds = time.perf_counter() - select_started
     student, arch = prune_model(teacher_model, scheme, x)
     summary["dropped_blocks"] = arch["dropped_blocks"]
-    summary["teacher"] = _measure(teacher_model, eval_set, config, x, progress, "evaluate teacher")
-    summary["pruned"] = _measure(student, eval_set, config, x, progress, "evaluate pruned")
+    summary["teacher"] = _measure(teacher_model, eval_set, config, x, progress, "evaluate teacher", eval_key)
+    summary["pruned"] = _measure(student, eval_set, config, x, progress, "evaluate pruned", eval_key)
     summary["pruned"]["feature_mse"] = feature_mse(student, teacher_model, few, config)
 
     train_started = time.perf_counter()

@@ -21,11 +21,11 @@ LINES = [_line("mir", 1, 91.0), _line("mir", 2, 91.5), _line("mir", 3, 92.0),
          _line("none", 1, 25.0), {"key": "broken", "status": "error", "error": "x"}]
 
 EXPECTED = """\
-| teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | MACs | params | train s | labels |
-|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|
-| resnet20 | channels:0.5 | 50 | mir | 91.50 +- 0.50 | 3 | -0.50 | 25.00 | 15.0M (50 %) | 0.140M | 8 | no |
-| resnet20 | channels:0.5 | 50 | bp | 82.00 +- 2.83 | 2 | -10.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | yes |
-| resnet20 | channels:0.5 | 50 | none | 25.00 +- 0.00 | 1 | -67.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | no |"""
+| teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | MACs | params | train s | cell s | labels |
+|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| resnet20 | channels:0.5 | 50 | mir | 91.50 +- 0.50 | 3 | -0.50 | 25.00 | 15.0M (50 %) | 0.140M | 8 | 10 | no |
+| resnet20 | channels:0.5 | 50 | bp | 82.00 +- 2.83 | 2 | -10.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | 10 | yes |
+| resnet20 | channels:0.5 | 50 | none | 25.00 +- 0.00 | 1 | -67.00 | 25.00 | 15.0M (50 %) | 0.140M | 8 | 10 | no |"""
 
 
 def test_table_of_fixed_lines():
@@ -45,3 +45,15 @@ def test_written_report_has_table_and_plots(tmp_path):
     pngs = sorted((tmp_path / "docs" / "plots").glob("*.png"))
     assert [p.name for p in pngs] == ["acc_vs_macs.png", "acc_vs_samples_resnet20_channels-0.5.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_busy_time_is_the_union_of_cell_intervals():
+    from mimir.bench.report import busy_seconds
+
+    def rec(end, seconds):
+        return {"finished_at": f"2026-11-21T10:{end}+00:00", "wall_seconds": seconds}
+
+    # two workers overlapping 10:00:00-10:01:40 and 10:00:30-10:02:00, then a gap, then 30 s
+    records = [rec("01:40", 100), rec("02:00", 90), rec("30:00", 30)]
+    assert busy_seconds(records) == 120 + 30
+    assert busy_seconds([]) == 0

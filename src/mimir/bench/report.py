@@ -27,6 +27,7 @@ class Row:
     params: float
     teacher_macs: float
     train_seconds: float
+    cell_seconds: float
     used_labels: bool
     iterations: int
 
@@ -57,7 +58,7 @@ def aggregate(records: list[dict]) -> list[Row]:
             _mean(x["teacher"]["accuracy"] for x in s), _mean(x["pruned"]["accuracy"] for x in s),
             statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
             statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
-            bool(s[0]["used_labels"]), int(cell[0]["config"]["iterations"])))
+            statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]), int(cell[0]["config"]["iterations"])))
     return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, -(r.mean or 0)))
 
 
@@ -67,13 +68,13 @@ def _acc(v: float | None) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     lines = ["| teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | "
-             "MACs | params | train s | labels |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "MACs | params | train s | cell s | labels |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         gap = "n/a" if r.mean is None or r.teacher_acc is None else f"{r.mean - r.teacher_acc:+.2f}"
         lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {r.method} | {_acc(r.mean)} +- {r.std:.2f} | "
                      f"{r.seeds} | {gap} | {_acc(r.pruned_acc)} | {r.macs / 1e6:.1f}M ({100 * r.macs / r.teacher_macs:.0f} %) | "
-                     f"{r.params / 1e6:.3f}M | {r.train_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
+                     f"{r.params / 1e6:.3f}M | {r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
     return "\n".join(lines)
 
 
@@ -97,24 +98,59 @@ def winners(rows: list[Row]) -> list[str]:
     return out
 
 
+FLOOR = "none"  # the untrained pruned student: tens of points below the rest, so it is named, not drawn
+
+
+def _y_range(rows: list[Row]) -> tuple[float, float]:
+    """Limits that show the trained methods and the teacher; ``none`` would flatten the differences."""
+    lows = [r.mean - r.std for r in rows if r.method != FLOOR and r.mean is not None]
+    highs = [r.mean + r.std for r in rows if r.method != FLOOR and r.mean is not None]
+    highs += [r.teacher_acc for r in rows if r.teacher_acc is not None]
+    if not lows:
+        lows = highs = [r.mean for r in rows if r.mean is not None]
+    span = max(max(highs) - min(lows), 1.0)
+    return min(lows) - 0.08 * span, max(highs) + 0.08 * span
+
+
+def _floor_note(rows: list[Row]) -> str:
+    floor = sorted({round(r.mean, 2) for r in rows if r.method == FLOOR and r.mean is not None})
+    if not floor:
+        return ""
+    values = f"{floor[0]:.2f} %" if len(floor) == 1 else f"{floor[0]:.2f}-{floor[-1]:.2f} %"
+    return f"none (pruned, untrained): {values}, below the axis"
+
+
+def _decorate(ax, note: str) -> None:
+    if note:
+        ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=8, color="dimgray", va="bottom")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def plot(rows: list[Row], out_dir: Path) -> list[Path]:
-    """accuracy vs samples (one figure per teacher x prune) and accuracy vs MACs; returns the PNG paths."""
+    """Accuracy vs samples (one figure per teacher x prune, a line per method) and accuracy vs MACs
+    (a panel per sample count shared by several settings, a line per teacher x method across the
+    pruning schemes); returns the PNG paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in rows if r.mean is not None]
     paths = []
-    setups = sorted({(r.teacher, r.prune) for r in rows})
     methods = sorted({r.method for r in rows})
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    for teacher, prune in setups:
-        sub = [r for r in rows if (r.teacher, r.prune) == (teacher, prune) and r.mean is not None]
-        if not sub:
-            continue
+    for teacher, prune in sorted({(r.teacher, r.prune) for r in rows}):
+        sub = [r for r in rows if (r.teacher, r.prune) == (teacher, prune)]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for method in sorted({r.method for r in sub}):
+        for method in sorted({r.method for r in sub} - {FLOOR}):
             pts = sorted((r.samples, r.mean, r.std) for r in sub if r.method == method)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                         capsize=3, label=method, color=colors[method])
@@ -124,39 +160,59 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         ax.set_xticks(sorted({r.samples for r in sub}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("number of few samples")
+        ax.set_xlim(min(r.samples for r in sub) / 1.3, max(r.samples for r in sub) * 1.3)
+        ax.set_ylim(*_y_range(sub))
+        ax.set_xlabel("number of few samples (log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title(f"{teacher}, {prune}: accuracy vs samples")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
-        fig.tight_layout()
-        path = out_dir / f"acc_vs_samples_{teacher}_{prune.replace(':', '-').replace(',', '+')}.png"
-        fig.savefig(path, dpi=110)
+        ax.set_title(f"{teacher}, {prune}: accuracy vs samples (mean +- std over seeds)")
+        name = f"acc_vs_samples_{teacher}_{prune.replace(':', '-').replace(',', '+')}.png"
+        _decorate(ax, _floor_note(sub))
+        paths.append(_save(fig, out_dir / name))
         plt.close(fig)
-        paths.append(path)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in methods:
-        pts = [(r.macs / 1e6, r.mean) for r in rows if r.method == method and r.mean is not None]
-        if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=method, color=colors[method], alpha=0.8)
-    for teacher in sorted({r.teacher for r in rows}):
-        t = next(r for r in rows if r.teacher == teacher)
-        if t.teacher_acc is not None:
-            ax.scatter([t.teacher_macs / 1e6], [t.teacher_acc], marker="*", s=160, color="black")
-            ax.annotate(f"{teacher} teacher", (t.teacher_macs / 1e6, t.teacher_acc), fontsize=8,
-                        textcoords="offset points", xytext=(-12, -4), ha="right", va="top")
-    ax.margins(x=0.08, y=0.08)
-    ax.set_xlabel("MACs per image (millions)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("accuracy vs MACs (every setting, mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = out_dir / "acc_vs_macs.png"
-    fig.savefig(path, dpi=110)
+
+    settings_per_count = defaultdict(set)
+    for r in rows:
+        settings_per_count[r.samples].add((r.teacher, r.prune))
+    counts = sorted(n for n, s in settings_per_count.items() if len(s) > 1) or sorted(settings_per_count)
+    fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 4.5), squeeze=False)
+    markers = {t: m for t, m in zip(sorted({r.teacher for r in rows}), "os^Dv")}
+    for ax, count in zip(axes[0], counts):
+        sub = [r for r in rows if r.samples == count]
+        for teacher in sorted({r.teacher for r in sub}):
+            for method in sorted({r.method for r in sub if r.teacher == teacher} - {FLOOR}):
+                pts = sorted((r.macs / 1e6, r.mean) for r in sub if (r.teacher, r.method) == (teacher, method))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(teacher, "o"),
+                        color=colors[method], alpha=0.85, label=f"{method} ({teacher})" if len(markers) > 1 else method)
+            t = next(r for r in sub if r.teacher == teacher)
+            if t.teacher_acc is not None:
+                ax.scatter([t.teacher_macs / 1e6], [t.teacher_acc], marker="*", s=160, color="black", zorder=3)
+                ax.annotate(f"{teacher} teacher", (t.teacher_macs / 1e6, t.teacher_acc), fontsize=8,
+                            textcoords="offset points", xytext=(-8, 6), ha="right")
+        ax.margins(x=0.08)
+        ax.set_ylim(*_y_range(sub))
+        ax.set_xlabel("MACs per image (millions)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(f"{count} samples: accuracy vs MACs, one point per pruning scheme")
+        _decorate(ax, _floor_note(sub))
+    paths.append(_save(fig, out_dir / "acc_vs_macs.png"))
     plt.close(fig)
-    paths.append(path)
     return paths
+
+
+def busy_seconds(records: list[dict]) -> float:
+    """Wall-clock seconds during which at least one cell was running: the union of the cells'
+    ``[finished_at - wall_seconds, finished_at]`` intervals, so gaps between sessions do not count
+    and parallel workers are not counted twice."""
+    spans = sorted((end - r["wall_seconds"], end) for r in records
+                   for end in [datetime.fromisoformat(r["finished_at"]).timestamp()])
+    total, current = 0.0, None
+    for start, end in spans:
+        if current is None or start > current[1]:
+            total += 0 if current is None else current[1] - current[0]
+            current = [start, end]
+        else:
+            current[1] = max(current[1], end)
+    return total + (0 if current is None else current[1] - current[0])
 
 
 def write_report(results: str | Path, out_dir: str | Path, command: str = "") -> Path:
@@ -177,11 +233,12 @@ def write_report(results: str | Path, out_dir: str | Path, command: str = "") ->
         lines += ["", f"Grid command: `{command}`"]
     if finished:
         lines += ["", f"Cells finished between {finished[0]} and {finished[-1]} (UTC); "
-                      f"{compute / 3600:.2f} hours of cell wall time in all; iterations per iterative method: "
+                      f"{busy_seconds(ok) / 3600:.2f} hours of wall-clock time with cells running "
+                      f"({compute / 3600:.2f} hours of cell time summed over parallel workers); iterations per iterative method: "
                       f"{', '.join(map(str, iterations))}; versions: "
                       + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
     lines += ["", "Accuracy is top-1 on the evaluation set, mean +- std over seeds; MACs are multiply-accumulates "
-                  "per image (and the share of the teacher's); `train s` is the method's own time per cell.", "",
+                  "per image (and the share of the teacher's); `train s` is the method's own time per cell (mean over seeds), `cell s` the whole cell's wall time (loading, pruning, training and three evaluations on the test set).", "",
               "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows),
                                                                               "", "## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in plots]

@@ -58,7 +58,8 @@ def aggregate(records: list[dict]) -> list[Row]:
             _mean(x["teacher"]["accuracy"] for x in s), _mean(x["pruned"]["accuracy"] for x in s),
             statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
             statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
-            statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]), int(cell[0]["config"]["iterations"])))
+            statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
+            int(cell[0]["config"]["iterations"])))
     return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, -(r.mean or 0)))
 
 
@@ -72,9 +73,10 @@ def markdown_table(rows: list[Row]) -> str:
              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         gap = "n/a" if r.mean is None or r.teacher_acc is None else f"{r.mean - r.teacher_acc:+.2f}"
+        macs = f"{r.macs / 1e6:.1f}M ({100 * r.macs / r.teacher_macs:.0f} %)"
         lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {r.method} | {_acc(r.mean)} +- {r.std:.2f} | "
-                     f"{r.seeds} | {gap} | {_acc(r.pruned_acc)} | {r.macs / 1e6:.1f}M ({100 * r.macs / r.teacher_macs:.0f} %) | "
-                     f"{r.params / 1e6:.3f}M | {r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
+                     f"{r.seeds} | {gap} | {_acc(r.pruned_acc)} | {macs} | {r.params / 1e6:.3f}M | "
+                     f"{r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
     return "\n".join(lines)
 
 
@@ -190,7 +192,11 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
                             textcoords="offset points", xytext=(-8, 6), ha="right")
         ax.margins(x=0.08)
         ax.set_ylim(*_y_range(sub))
-        ax.set_xlabel("MACs per image (millions)")
+        macs = [r.macs for r in sub] + [r.teacher_macs for r in sub]
+        log_x = max(macs) > 4 * min(macs)  # several teachers: keep the small ones readable
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("MACs per image (millions" + (", log scale)" if log_x else ")"))
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(f"{count} samples: accuracy vs MACs, one point per pruning scheme")
         _decorate(ax, _floor_note(sub))
@@ -203,16 +209,17 @@ def busy_seconds(records: list[dict]) -> float:
     """Wall-clock seconds during which at least one cell was running: the union of the cells'
     ``[finished_at - wall_seconds, finished_at]`` intervals, so gaps between sessions do not count
     and parallel workers are not counted twice."""
-    spans = sorted((end - r["wall_seconds"], end) for r in records
-                   for end in [datetime.fromisoformat(r["finished_at"]).timestamp()])
-    total, current = 0.0, None
+    ends = [datetime.fromisoformat(r["finished_at"]).timestamp() for r in records]
+    spans = sorted((end - r["wall_seconds"], end) for r, end in zip(records, ends))
+    total = 0.0
+    merged: list[float] = []  # the [start, end] of the run of overlapping cells being merged
     for start, end in spans:
-        if current is None or start > current[1]:
-            total += 0 if current is None else current[1] - current[0]
-            current = [start, end]
-        else:
-            current[1] = max(current[1], end)
-    return total + (0 if current is None else current[1] - current[0])
+        if merged and start <= merged[1]:
+            merged[1] = max(merged[1], end)
+            continue
+        total += merged[1] - merged[0] if merged else 0.0
+        merged = [start, end]
+    return total + (merged[1] - merged[0] if merged else 0.0)
 
 
 def write_report(results: str | Path, out_dir: str | Path, command: str = "") -> Path:
@@ -234,11 +241,13 @@ def write_report(results: str | Path, out_dir: str | Path, command: str = "") ->
     if finished:
         lines += ["", f"Cells finished between {finished[0]} and {finished[-1]} (UTC); "
                       f"{busy_seconds(ok) / 3600:.2f} hours of wall-clock time with cells running "
-                      f"({compute / 3600:.2f} hours of cell time summed over parallel workers); iterations per iterative method: "
+                      f"({compute / 3600:.2f} hours of cell time summed over parallel workers); "
+                      f"iterations per iterative method: "
                       f"{', '.join(map(str, iterations))}; versions: "
                       + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
     lines += ["", "Accuracy is top-1 on the evaluation set, mean +- std over seeds; MACs are multiply-accumulates "
-                  "per image (and the share of the teacher's); `train s` is the method's own time per cell (mean over seeds), `cell s` the whole cell's wall time (loading, pruning, training and three evaluations on the test set).", "",
+                  "per image (and the share of the teacher's); `train s` is the method's own time per cell (mean "
+                  "over seeds), `cell s` the whole cell's wall time (loading, pruning, training, evaluation).", "",
               "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows),
                                                                               "", "## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in plots]

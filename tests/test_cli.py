@@ -174,3 +174,14 @@ def test_users_model_that_cannot_be_imported(capsys):
 def test_train_teacher_checks_its_output_folder_before_training(tmp_path, capsys):
     assert main(["train-teacher", "resnet20", "--epochs", "1", "--out", str(tmp_path / "no" / "t.pt")]) == 2
     assert "does not exist" in _error(capsys)
+
+
+def test_warnings_are_one_line(tmp_path, capsys):
+    folder = tmp_path / "val"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(folder / cls / "0.png")
+    (folder / "a" / "broken.png").write_bytes(b"not a png")
+    assert main(["evaluate", "resnet20", "--data", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped 1 unreadable image file(s)" in err and "UserWarning" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from mimir.errors import MimirError
 
@@ -248,10 +249,16 @@ _RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "train-teacher
             "models": _run_models, "methods": _run_methods}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _RUNNERS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # "warning: skipped 2 unreadable ...", no source line
+            return _RUNNERS[args.command](args)
     except MimirError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -198,11 +198,13 @@ def _add_report(sub) -> None:
 def _run_report(args) -> int:
     from pathlib import Path
 
-    from mimir.bench import write_report
+    from mimir.bench import aggregate, read_results, winners, write_report
 
     if not Path(args.results).is_file():
         raise MimirError(f"results file '{args.results}' does not exist", "run 'mimir bench CONFIG' first")
     path = write_report(args.results, args.out, command=args.grid_command)
+    for line in winners(aggregate(read_results(args.results))):
+        print(line.replace("**", ""))
     print(f"report written to {path}")
     return 0
 

@@ -57,3 +57,16 @@ def test_busy_time_is_the_union_of_cell_intervals():
     records = [rec("01:40", 100), rec("02:00", 90), rec("30:00", 30)]
     assert busy_seconds(records) == 120 + 30
     assert busy_seconds([]) == 0
+
+
+def test_report_command(tmp_path, capsys):
+    from mimir.cli import main
+
+    results = tmp_path / "r.jsonl"
+    results.write_text("\n".join(json.dumps(l) for l in LINES) + "\n")
+    assert main(["report", str(results), "--out", str(tmp_path / "docs")]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20, channels:0.5, 50 samples: mir 91.50 %, 9.50 points ahead of bp" in out
+    assert (tmp_path / "docs" / "RESULTS.md").is_file()
+    assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -70,3 +70,12 @@ def test_report_command(tmp_path, capsys):
     assert (tmp_path / "docs" / "RESULTS.md").is_file()
     assert main(["report", str(tmp_path / "missing.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_results_far_below_the_teacher_are_named_under_the_axis():
+    from mimir.bench.report import _below_note, _y_range
+
+    rows = aggregate(LINES)  # mir ~91.5, bp ~82, none 25, teacher 92
+    low, high = _y_range(rows)
+    assert 70 < low < 80 < 92 < high  # 20 points under the teacher, not down to none's 25 %
+    assert _below_note(rows, low) == "below the axis: none 25.00 %"

@@ -79,3 +79,12 @@ def test_results_far_below_the_teacher_are_named_under_the_axis():
     low, high = _y_range(rows)
     assert 70 < low < 80 < 92 < high  # 20 points under the teacher, not down to none's 25 %
     assert _below_note(rows, low) == "below the axis: none 25.00 %"
+
+
+def test_cells_without_accuracy_give_a_table_and_no_plots(tmp_path):
+    lines = [_line("mir", 1, None), _line("mir", 2, None)]
+    results = tmp_path / "r.jsonl"
+    results.write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+    text = write_report(results, tmp_path / "docs").read_text()
+    assert "| mir | n/a +- 0.00 | 2 |" in text
+    assert not list((tmp_path / "docs").glob("plots/*.png"))

@@ -150,7 +150,9 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
     from matplotlib.lines import Line2D
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in rows if r.mean is not None]
+    rows = [r for r in rows if r.mean is not None]  # cells run without evaluation data have nothing to plot
+    if not rows:
+        return []
     paths = []
     methods = sorted({r.method for r in rows})
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -199,7 +201,7 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         ax.margins(x=0.1)
         handles = [Line2D([], [], linestyle="", marker="o", color=colors[m], label=m)
                    for m in sorted({r.method for r in sub})]
-        handles += [Line2D([], [], linestyle="", marker=markers[p], color="gray", label=p)
+        handles += [Line2D([], [], linestyle="", marker=markers.get(p, "o"), color="gray", label=p)
                     for p in sorted({r.prune for r in sub})]
         ax.set_title(f"{count} samples: accuracy vs MACs (mean over seeds)")
         _decorate(ax, sub, "MACs per image (millions" + (", log scale)" if log_x else ")"), handles)

@@ -133,19 +133,19 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
     them before a label-free method sees the images. A folder is drawn from by file name and only
     the chosen files are decoded, so an ImageNet training folder costs a directory listing."""
-    if isinstance(data, (LabeledImages, UnlabeledImages)) or str(data) == FASHION:
-        if isinstance(data, (LabeledImages, UnlabeledImages)):
-            pool = data
-        else:
-            _check_fashion_fits(config)
-            pool = load_fashion_mnist("train")
-        labels = pool.labels if isinstance(pool, LabeledImages) else None
-        _check_balanced(balanced, labels, data)
-        idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
-        return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
-    index = index_folder(data)
-    _check_balanced(balanced, index.labels, data)
-    return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced)
+    if isinstance(data, (LabeledImages, UnlabeledImages)):
+        pool = data
+    elif str(data) == FASHION:
+        _check_fashion_fits(config)
+        pool = load_fashion_mnist("train")
+    else:
+        index = index_folder(data)
+        _check_balanced(balanced, index.labels, data)
+        return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced)
+    labels = pool.labels if isinstance(pool, LabeledImages) else None
+    _check_balanced(balanced, labels, data)
+    idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
+    return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
 
 
 def _check_balanced(balanced: bool, labels: torch.Tensor | None, data: object) -> None:

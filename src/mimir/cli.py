@@ -54,8 +54,8 @@ def _add_compress(sub) -> None:
     p.add_argument("--samples", type=int, default=500, help="number of few samples (default: 500)")
     p.add_argument("--seed", type=int, default=0, help="seed for the sample draw and training (default: 0)")
     p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
-    p.add_argument("--prune", default="channels:0.5", help="channels:R, blocks:NAME,NAME, or blocks:auto:K with --method practise "
-                        "(default: channels:0.5)")
+    p.add_argument("--prune", default="channels:0.5",
+                   help="channels:R, blocks:NAME,NAME, or blocks:auto:K with --method practise (default: channels:0.5)")
     p.add_argument("--method", default="mir", help="compression method (default: mir); see 'mimir methods'")
     p.add_argument("--iterations", type=int, default=2000, help="training iterations (default: 2000)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -80,11 +80,9 @@ def _class_of(path: Path, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def is_class_folder(folder: str | Path, files: list[Path] | None = None) -> bool:
+def _is_class_folder(root: Path, files: list[Path]) -> bool:
     """True when every image sits in a first-level subfolder and there are at least two of them
     (an ImageNet-style folder: subfolder name = class)."""
-    root = Path(folder)
-    files = list_images(root) if files is None else files
     names = [_class_of(p, root) for p in files]
     return None not in names and len(set(names)) >= 2
 
@@ -95,7 +93,7 @@ def index_folder(folder: str | Path, labeled: bool | None = None, flag: str = "-
     root = Path(folder)
     files = list_images(root, flag)
     if labeled is None:
-        labeled = is_class_folder(root, files)
+        labeled = _is_class_folder(root, files)
     if not labeled:
         return FolderIndex(root, tuple(files))
     files = [p for p in files if _class_of(p, root) is not None]
@@ -141,12 +139,15 @@ def sample_folder(index: FolderIndex, n: int, seed: int, in_chans: int, input_si
                 bad.add(i)
         return i in decoded
 
+    def readable_so_far() -> np.ndarray:
+        return np.delete(np.arange(len(index.files)), sorted(bad))
+
     while True:
-        alive = np.array([i for i in range(len(index.files)) if i not in bad], dtype=np.int64)
-        if len(alive) < n and not decoded and not any(read(int(i)) for i in alive):
-            raise _none_readable(len(index.files), index.root)
-        alive = np.array([i for i in range(len(index.files)) if i not in bad], dtype=np.int64)
+        alive = readable_so_far()
         if len(alive) < n:
+            if not decoded and not any(read(int(i)) for i in alive):
+                raise _none_readable(len(index.files), index.root)
+            alive = readable_so_far()  # the probe may have found more unreadable files
             unreadable = f", {len(bad)} more could not be read" if bad else ""
             raise MimirError(f"--samples {n} is more than the {len(alive)} images in '{index.root}'{unreadable}",
                              f"pass --samples {len(alive)} or fewer, or add images")

@@ -13,10 +13,11 @@ from mimir.errors import MimirError
 from mimir.export import load_model, save_model
 from mimir.methods import list_methods
 from mimir.models import create_model, list_models, wrap_model
+from mimir.recipe import Recipe, load_recipe
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CompressResult", "DataConfig", "MimirError", "compress", "create_model", "evaluate", "list_methods",
-    "list_models", "load_model", "load_teacher", "save_model", "train_teacher", "wrap_model",
+    "CompressResult", "DataConfig", "MimirError", "Recipe", "compress", "create_model", "evaluate", "list_methods",
+    "list_models", "load_model", "load_recipe", "load_teacher", "save_model", "train_teacher", "wrap_model",
 ]

@@ -19,6 +19,7 @@ def _add_train_teacher(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="where to write the trained teacher (.pt)")
+    _add_runtime(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -27,7 +28,7 @@ def _run_train_teacher(args) -> int:
 
     info = api.train_teacher(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, seed=args.seed, out=args.out,
-                             progress=not args.json)
+                             progress=not args.json, device=args.device, precision=args.precision)
     if args.json:
         print(json.dumps(info))
     else:
@@ -36,35 +37,73 @@ def _run_train_teacher(args) -> int:
     return 0
 
 
+def _add_runtime(p, default: bool = True) -> None:
+    kw = {} if default else {"default": argparse.SUPPRESS}
+    p.add_argument("--device", help="auto (CUDA when available; default), cpu, cuda or cuda:N",
+                   **({"default": "auto"} if default else kw))
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision for training and evaluation (default: fp32; fp16 uses a gradient scaler)",
+                   **({"default": "fp32"} if default else kw))
+
+
 def _add_compress(sub) -> None:
+    # every recipe flag defaults to "not given", so that --recipe FILE supplies it unless the flag overrides it
     p = sub.add_parser("compress", help="prune a teacher and train the student on a few unlabeled images",
+                       argument_default=argparse.SUPPRESS,
                        description="Prune TEACHER, train the student with METHOD on N few samples, "
-                                   "measure teacher / pruned / compressed, and optionally save the result.")
-    p.add_argument("--teacher", default="resnet20",
+                                   "measure teacher / pruned / compressed, and optionally save the result. "
+                                   "Every setting is recorded in the saved file as its recipe.")
+    p.add_argument("--recipe", help="take every setting from a YAML recipe or a model saved by mimir; "
+                                    "flags given as well override it")
+    p.add_argument("--teacher",
                    help="registry name (bundled trained teacher, or --weights), a mimir checkpoint, or "
                         "MODULE:CALLABLE returning your own nn.Module (default: resnet20)")
     p.add_argument("--weights", help="plain state-dict file for a registry --teacher (e.g. torchvision weights)")
     p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map "
                                            "(default: the input of the final global pooling)")
     p.add_argument("--input-size", type=int, help="square input size in pixels (default: the teacher's own)")
-    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
-    p.add_argument("--eval-data", default="auto",
+    p.add_argument("--data", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
+    p.add_argument("--eval-data",
                    help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
                         "(default: the Fashion-MNIST test set when --data is fashion-mnist)")
-    p.add_argument("--samples", type=int, default=500, help="number of few samples (default: 500)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the sample draw and training (default: 0)")
+    p.add_argument("--samples", type=int, help="number of few samples (default: 500)")
+    p.add_argument("--seed", type=int, help="seed for the sample draw and training (default: 0)")
     p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
-    p.add_argument("--prune", default="channels:0.5",
+    p.add_argument("--prune",
                    help="channels:R, blocks:NAME,NAME, or blocks:auto:K with --method practise (default: channels:0.5)")
-    p.add_argument("--method", default="mir", help="compression method (default: mir); see 'mimir methods'")
-    p.add_argument("--iterations", type=int, default=2000, help="training iterations (default: 2000)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--method", help="compression method (default: mir); see 'mimir methods'")
+    p.add_argument("--iterations", type=int, help="training iterations (default: 2000)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: 64; min(64, samples) in effect)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the method's own)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a method setting, e.g. temperature=4 (kd), mu=0.6 or cd_steps=400 (cd), "
-                        "practise_iterations=200 (practise); repeatable")
+                        "practise_iterations=200 (practise); repeatable; 'mimir methods' lists them")
+    _add_runtime(p, default=False)
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained model (slow to start)")
     p.add_argument("--out", help="write the compressed model here (.pt, loadable with weights_only=True)")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--checkpoint", help="training checkpoint file (default: OUT.ckpt, or mimir-RECIPEKEY.ckpt "
+                                        "without --out); written on Ctrl-C and every --checkpoint-every N")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="write the checkpoint every N iterations")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the interrupted run from its checkpoint")
+    p.add_argument("--json", action="store_true", default=False,
+                   help="print the summary as one JSON object on stdout")
+
+
+_NOT_RECIPE = {"command", "recipe", "option", "out", "checkpoint", "checkpoint_every", "resume", "json"}
+
+
+def recipe_from_args(args) -> "Recipe":
+    """The recipe the flags describe: ``--recipe FILE`` (if given) with every given flag on top."""
+    from mimir.recipe import Recipe, load_recipe
+
+    base = load_recipe(args.recipe).to_dict() if getattr(args, "recipe", None) else {}
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_RECIPE}
+    if given.get("eval_data") == "none":
+        given["eval_data"] = None
+    if getattr(args, "option", None):
+        given["options"] = {**base.get("options", {}), **parse_options(args.option)}
+    return Recipe.from_dict({**base, **given}, source="the command line")
 
 
 def parse_options(items: list[str]) -> dict:
@@ -100,20 +139,19 @@ def summary_table(summary: dict) -> str:
 
 def _run_compress(args) -> int:
     from mimir import api
+    from mimir.methods import get_method
 
-    eval_data = None if args.eval_data == "none" else args.eval_data
-    options = parse_options(args.option)
+    recipe = recipe_from_args(args)
+    out = getattr(args, "out", None)
+    checkpoint = getattr(args, "checkpoint", None) or (f"{out}.ckpt" if out else f"mimir-{recipe.key}.ckpt")
     if not args.json:
-        from mimir.methods import get_method
-
-        length = f"{args.iterations} iterations" if get_method(args.method).iterative else "no SGD iterations"
-        print(f"mimir compress: teacher {args.teacher}, method {args.method}, prune {args.prune}, "
-              f"{args.samples} samples of {args.data} (seed {args.seed}), {length}", flush=True)
-    result = api.compress(args.teacher, data=args.data, samples=args.samples, seed=args.seed, prune=args.prune,
-                          method=args.method, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-                          balanced=args.balanced, weights=args.weights, feature_layer=args.feature_layer,
-                          input_size=args.input_size, options=options,
-                          eval_data=eval_data, progress=not args.json, out=args.out)
+        length = f"{recipe.iterations} iterations" if get_method(recipe.method).iterative else "no SGD iterations"
+        print(f"mimir compress: teacher {recipe.teacher}, method {recipe.method}, prune {recipe.prune}, "
+              f"{recipe.samples} samples of {recipe.data} (seed {recipe.seed}), {length}", flush=True)
+    result = api.compress(recipe=recipe, progress=not args.json, out=out, checkpoint=checkpoint,
+                          checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if not result.summary:   # a torchrun process other than rank 0: rank 0 reports
+        return 0
     summary = result.summary
     if args.json:
         print(json.dumps(summary))
@@ -129,8 +167,13 @@ def _run_compress(args) -> int:
         print(f"note: method '{args.method}' used the labels of the {args.samples} samples")
     print(f"trained in {summary['train_seconds']:.0f} s ({summary['iterations']} iterations), "
           f"{summary['wall_seconds']:.0f} s in all")
-    if args.out:
-        print(f"written to {args.out}")
+    if "training" in summary:
+        t = summary["training"]
+        print(f"device {summary['device']}, {summary['processes']} process(es): "
+              f"{t['iterations_per_second']:.2f} iterations/s"
+              + (f" after {t['setup_seconds']:.1f} s computing the teacher's targets once" if t["cached_targets"] else ""))
+    if out:
+        print(f"written to {out}")
     return 0
 
 
@@ -139,13 +182,15 @@ def _add_evaluate(sub) -> None:
     p.add_argument("model", help="a mimir checkpoint, or a registry name with a bundled teacher")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (its test set) or an ImageNet-style folder")
     p.add_argument("--latency", action="store_true", help="also time one forward pass on the CPU")
+    _add_runtime(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def _run_evaluate(args) -> int:
     from mimir import api
 
-    result = api.evaluate(args.model, data=args.data, latency=args.latency, progress=not args.json)
+    result = api.evaluate(args.model, data=args.data, latency=args.latency, progress=not args.json,
+                          device=args.device, precision=args.precision)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -193,19 +238,30 @@ def _add_report(sub) -> None:
     p.add_argument("results", help="JSON-lines results file written by 'mimir bench'")
     p.add_argument("--out", default="docs", help="folder for RESULTS.md and plots/ (default: docs)")
     p.add_argument("--grid-command", default="", help="the 'mimir bench' command to quote in the report")
+    p.add_argument("--readme", help="also rewrite this file's generated summary block for the results "
+                                    "(between '<!-- mimir report NAME: ... -->' and '<!-- /mimir report NAME -->')")
 
 
 def _run_report(args) -> int:
     from pathlib import Path
 
     from mimir.bench import aggregate, read_results, winners, write_report
+    from mimir.bench.report import update_readme
 
     if not Path(args.results).is_file():
         raise MimirError(f"results file '{args.results}' does not exist", "run 'mimir bench CONFIG' first")
     path = write_report(args.results, args.out, command=args.grid_command)
-    for line in winners(aggregate(read_results(args.results))):
+    records = read_results(args.results)
+    for line in winners(aggregate(records)):
         print(line.replace("**", ""))
     print(f"report written to {path}")
+    if args.readme:
+        name = Path(args.results).stem
+        if not update_readme(args.readme, records, name):
+            raise MimirError(f"'{args.readme}' has no block for '{name}'",
+                             f"add the lines '<!-- mimir report {name}: -->' and '<!-- /mimir report {name} -->' "
+                             "where the summary belongs")
+        print(f"summary of {name} updated in {args.readme}")
     return 0
 
 
@@ -231,6 +287,8 @@ def _run_methods(args) -> int:
         m = get_method(name)
         doc = (type(m).__doc__ or sys.modules[type(m).__module__].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<14}{'uses labels  ' if m.needs_labels else 'label-free   '}{doc}")
+        if m.options:
+            print(f"{'':<27}options: " + ", ".join(f"{k}={v}" for k, v in m.options.items()))
     return 0
 
 
@@ -256,6 +314,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mimir.engine import TrainingInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -264,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     except MimirError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"interrupted: checkpoint written to {stop.path}; run the same command with --resume to continue",
+              file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

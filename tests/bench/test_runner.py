@@ -1,8 +1,6 @@
 """Resuming: finished cells are skipped, broken or failed ones run again; and the ImageNet dry run."""
 
 import json
-from dataclasses import asdict
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +15,7 @@ def _fake_run_cell(calls):
     def fake(cell, bench="", random_weights=False):
         calls.append(cell.key)
         summary = {"compressed": {"accuracy": 50.0 + cell.seed}}
-        return {"key": cell.key, "bench": bench, "config": asdict(cell), "status": "ok", "summary": summary,
+        return {"key": cell.key, "bench": bench, "recipe": cell.to_dict(), "status": "ok", "summary": summary,
                 "wall_seconds": 0.0, "finished_at": "2026-11-21T00:00:00+00:00", "versions": {}}
     return fake
 
@@ -27,7 +25,7 @@ def test_resume_skips_finished_and_reruns_broken(tmp_path, monkeypatch):
     cells = config.cells
     results = tmp_path / "r.jsonl"
     finished = _fake_run_cell([])(cells[0])
-    failed = {**finished, "key": cells[1].key, "config": asdict(cells[1]), "status": "error", "error": "boom"}
+    failed = {**finished, "key": cells[1].key, "recipe": cells[1].to_dict(), "status": "error", "error": "boom"}
     truncated = json.dumps({**finished, "key": cells[2].key})[:40]       # a line cut short by a kill
     results.write_text(json.dumps(finished) + "\n" + json.dumps(failed) + "\n" + truncated + "\n")
     calls: list[str] = []
@@ -55,8 +53,9 @@ def test_parallel_workers_write_every_cell_once(tmp_path):
     results = tmp_path / "r.jsonl"
     run_bench(parse_config(raw), results, workers=2, progress=False, log=lambda *a: None)
     rows = read_results(results)
-    assert sorted(r["config"]["method"] for r in rows) == ["mir", "none"]
+    assert sorted(r["recipe"]["method"] for r in rows) == ["mir", "none"]
     assert all(r["status"] == "ok" and r["versions"]["torch"] for r in rows)
+    assert all(r["commit"] and r["device"].startswith("cpu") for r in rows)   # what ran, and where
 
 
 @pytest.fixture()
@@ -74,7 +73,7 @@ def test_imagenet_config_dry_run(tmp_path, tiny_imagenet):
     combos = {(c.teacher, c.prune, c.method) for c in config.cells}
     assert len(config.cells) == len(combos) and {"resnet34", "resnet50", "mobilenet_v2"} == {c[0] for c in combos}
     records = run_bench(config, tmp_path / "dry.jsonl", progress=False, random_weights=True, log=lambda *a: None)
-    errors = [(r["config"]["teacher"], r["config"]["method"], r.get("error")) for r in records if r["status"] != "ok"]
+    errors = [(r["recipe"]["teacher"], r["recipe"]["method"], r.get("error")) for r in records if r["status"] != "ok"]
     assert not errors
     assert all(r["summary"]["compressed"]["macs"] < r["summary"]["teacher"]["macs"]
-               for r in records if r["config"]["method"] != "none")
+               for r in records if r["recipe"]["method"] != "none")

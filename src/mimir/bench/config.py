@@ -1,4 +1,5 @@
-"""Benchmark configuration: a YAML file describing a grid of teacher x pruning x method x samples x seed.
+"""Benchmark configuration: a YAML file describing a grid of teacher x pruning x method x samples x seed;
+every cell of the grid is one :class:`~mimir.recipe.Recipe`.
 
     name: fashion-mnist
     data: fashion-mnist            # or a folder of training images to sample from
@@ -19,48 +20,20 @@ positive integers``.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mimir.errors import MimirError
+from mimir.recipe import Recipe
 
 _TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
 _ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options"}
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One run: everything that determines its result."""
-
-    teacher: str
-    weights: str | None
-    prune: str
-    method: str
-    samples: int
-    seed: int
-    iterations: int
-    batch_size: int
-    data: str
-    eval_data: str | None
-    input_size: int | None = None
-    options: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """A stable id of the cell's configuration (what resuming matches on)."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        return f"{self.teacher} {self.prune} {self.method} n={self.samples} seed={self.seed}"
-
-
 @dataclass
 class BenchConfig:
     name: str
-    cells: list[Cell]
+    cells: list[Recipe]
     source: str = ""
 
 
@@ -166,9 +139,32 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
             for n in samples:
                 for seed in row_seeds:
                     for method in methods:
-                        cells.append(Cell(teacher, weights, scheme, method, n, seed, row_iterations, batch_size,
-                                          data, eval_data, input_size, row_options))
+                        cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed, row_iterations,
+                                           batch_size, data, eval_data, input_size, row_options))
+        for key in row_options:
+            if not any(key in get_method(m).options for m in methods):
+                raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
+                                                   f"({', '.join(methods)}; see 'mimir methods')")
     return BenchConfig(name, cells, source)
+
+
+def method_options(method: str, options: dict) -> dict:
+    """The grid's options that ``method`` knows (a grid's options apply to the methods that read them)."""
+    from mimir.methods import get_method
+
+    known = get_method(method).options
+    return {k: v for k, v in options.items() if k in known}
+
+
+def _cell(at: str, teacher: str, weights: str | None, scheme: str, method: str, samples: int, seed: int,
+          iterations: int, batch_size: int, data: str, eval_data: str | None, input_size: int | None,
+          options: dict) -> Recipe:
+    try:
+        return Recipe(teacher=teacher, weights=weights, prune=scheme, method=method, samples=samples, seed=seed,
+                      iterations=iterations, batch_size=batch_size, data=data, eval_data=eval_data,
+                      input_size=input_size, options=method_options(method, options))
+    except MimirError as err:
+        raise _fail(at, err.problem) from None
 
 
 def load_config(path: str | Path) -> BenchConfig:

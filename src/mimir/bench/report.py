@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Row:
     cell_seconds: float
     used_labels: bool
     iterations: int
+    setting: str = ""   # the recipe fields that tell this group from others with the same teacher/prune/samples/method
 
 
 def _mean(values):
@@ -37,30 +39,55 @@ def _mean(values):
     return statistics.mean(values) if values else None
 
 
+_SHOWN = ("teacher", "prune", "samples", "method")
+
+
+def recipe_of(record: dict) -> dict:
+    """The full recipe of a result line, every field present (lines written before recipes were
+    recorded hold the benchmark cell's fields under ``config``; the rest take their defaults)."""
+    from mimir.recipe import recipe_defaults
+
+    given = record.get("recipe") or record.get("config") or {}
+    return {**recipe_defaults(), **given}
+
+
+def _setting(recipe: dict, varying: list[str]) -> str:
+    return ", ".join(f"{k}={json.dumps(recipe[k], sort_keys=True) if isinstance(recipe[k], dict) else recipe[k]}"
+                     for k in varying)
+
+
 def aggregate(records: list[dict]) -> list[Row]:
-    """One row per (teacher, prune, samples, method): mean +- std over the finished seeds (latest
-    record per cell wins if a cell was run twice)."""
+    """One row per recipe except the seed: mean +- std over the finished seeds (latest record per
+    cell wins if a cell was run twice). Cells whose recipes differ in anything but the seed
+    (iterations, options, device, ...) are never averaged together; the fields that differ are
+    named in the row's ``setting``."""
     latest: dict[str, dict] = {}
     for r in records:
         if r.get("status") == "ok":
             latest[r["key"]] = r
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    recipes: dict[str, dict] = {}
     for r in latest.values():
-        c = r["config"]
-        groups[(c["teacher"], c["prune"], c["samples"], c["method"])].append(r)
+        recipe = {k: v for k, v in recipe_of(r).items() if k != "seed"}
+        key = json.dumps(recipe, sort_keys=True)
+        groups[key].append(r)
+        recipes[key] = recipe
+    fields = sorted({k for rec in recipes.values() for k in rec} - set(_SHOWN))
+    varying = [k for k in fields if len({json.dumps(rec.get(k), sort_keys=True) for rec in recipes.values()}) > 1]
     rows = []
-    for (teacher, prune, samples, method), cell in groups.items():
+    for key, cell in groups.items():
+        c = recipes[key]
         s = [r["summary"] for r in cell]
         acc = [x["compressed"]["accuracy"] for x in s if x["compressed"]["accuracy"] is not None]
         rows.append(Row(
-            teacher, prune, samples, method, len(cell),
+            c["teacher"], c["prune"], c["samples"], c["method"], len(cell),
             statistics.mean(acc) if acc else None, statistics.stdev(acc) if len(acc) > 1 else 0.0,
             _mean(x["teacher"]["accuracy"] for x in s), _mean(x["pruned"]["accuracy"] for x in s),
             statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
             statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
             statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
-            int(cell[0]["config"]["iterations"])))
-    return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, -(r.mean or 0)))
+            int(c["iterations"]), _setting(c, varying)))
+    return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, r.setting, -(r.mean or 0)))
 
 
 def _acc(v: float | None) -> str:
@@ -68,13 +95,16 @@ def _acc(v: float | None) -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | "
-             "MACs | params | train s | cell s | labels |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    with_setting = any(r.setting for r in rows)
+    extra = "setting | " if with_setting else ""
+    lines = [f"| teacher | prune | samples | method | {extra}accuracy % (mean +- std) | seeds | vs teacher | "
+             "pruned % | MACs | params | train s | cell s | labels |",
+             "|---|---|---:|---|" + ("---|" if with_setting else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         gap = "n/a" if r.mean is None or r.teacher_acc is None else f"{r.mean - r.teacher_acc:+.2f}"
         macs = f"{r.macs / 1e6:.1f}M ({100 * r.macs / r.teacher_macs:.0f} %)"
-        lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {r.method} | {_acc(r.mean)} +- {r.std:.2f} | "
+        setting = f"{r.setting} | " if with_setting else ""
+        lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {r.method} | {setting}{_acc(r.mean)} +- {r.std:.2f} | "
                      f"{r.seeds} | {gap} | {_acc(r.pruned_acc)} | {macs} | {r.params / 1e6:.3f}M | "
                      f"{r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
     return "\n".join(lines)
@@ -85,12 +115,13 @@ def winners(rows: list[Row]) -> list[str]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.mean is not None and r.method != "none":
-            groups[(r.teacher, r.prune, r.samples)].append(r)
+            groups[(r.teacher, r.prune, r.samples, r.setting)].append(r)
     out = []
-    for (teacher, prune, samples), group in sorted(groups.items()):
+    for (teacher, prune, samples, setting), group in sorted(groups.items()):
         group.sort(key=lambda r: -r.mean)
         best = group[0]
-        text = f"{teacher}, {prune}, {samples} samples: **{best.method}** {best.mean:.2f} %"
+        where = f" ({setting})" if setting else ""
+        text = f"{teacher}, {prune}, {samples} samples{where}: **{best.method}** {best.mean:.2f} %"
         if len(group) > 1:
             second = group[1]
             margin = best.mean - second.mean
@@ -139,6 +170,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _samples_plot_name(teacher: str, prune: str) -> str:
+    return f"acc_vs_samples_{teacher}_{prune.replace(':', '-').replace(',', '+')}.png"
+
+
+def plot_names(rows: list[Row]) -> list[str]:
+    """The file names :func:`plot` writes for ``rows``, in order."""
+    rows = [r for r in rows if r.mean is not None]
+    if not rows:
+        return []
+    return [_samples_plot_name(t, p) for t, p in sorted({(r.teacher, r.prune) for r in rows})] + ["acc_vs_macs.png"]
+
+
 def plot(rows: list[Row], out_dir: Path) -> list[Path]:
     """Accuracy vs samples (one figure per teacher x prune, a line per method) and accuracy vs MACs
     (a panel per sample count shared by several settings; colour = method, marker = pruning
@@ -159,10 +202,10 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
     for teacher, prune in sorted({(r.teacher, r.prune) for r in rows}):
         sub = [r for r in rows if (r.teacher, r.prune) == (teacher, prune)]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for method in sorted({r.method for r in sub}):
-            pts = sorted((r.samples, r.mean, r.std) for r in sub if r.method == method)
+        for method, setting in sorted({(r.method, r.setting) for r in sub}):
+            pts = sorted((r.samples, r.mean, r.std) for r in sub if (r.method, r.setting) == (method, setting))
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                        capsize=3, label=method, color=colors[method])
+                        capsize=3, label=f"{method} ({setting})" if setting else method, color=colors[method])
         if sub[0].teacher_acc is not None:
             ax.axhline(sub[0].teacher_acc, color="black", linestyle="--", linewidth=1, label="teacher")
         ax.set_xscale("log")
@@ -172,8 +215,7 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         ax.set_xlim(min(r.samples for r in sub) / 1.3, max(r.samples for r in sub) * 1.3)
         ax.set_title(f"{teacher}, {prune}: accuracy vs samples (mean +- std over seeds)")
         _decorate(ax, sub, "number of few samples (log scale)")
-        name = f"acc_vs_samples_{teacher}_{prune.replace(':', '-').replace(',', '+')}.png"
-        paths.append(_save(fig, out_dir / name))
+        paths.append(_save(fig, out_dir / _samples_plot_name(teacher, prune)))
         plt.close(fig)
 
     settings_per_count = defaultdict(set)
@@ -227,39 +269,83 @@ def busy_seconds(records: list[dict]) -> float:
     return total + (merged[1] - merged[0] if merged else 0.0)
 
 
-def write_report(results: str | Path, out_dir: str | Path, command: str = "") -> Path:
-    """Write ``RESULTS.md`` and its plots into ``out_dir``; returns the Markdown path."""
-    records = read_results(results)
+def _cell_minutes(ok: list[dict]) -> str:
+    minutes = sorted(r["wall_seconds"] / 60 for r in ok)
+    return (f"cells took {minutes[0]:.1f} to {minutes[-1]:.1f} minutes each "
+            f"(median {statistics.median(minutes):.1f})")
+
+
+def _busy(ok: list[dict]) -> str:
+    timed = all("T" in r["finished_at"] for r in ok)  # lines converted from older runs may hold only a date
+    return (f"{busy_seconds(ok) / 3600:.2f} hours of wall-clock time with cells running" if timed
+            else "wall-clock time unknown (some cells record only a date)")
+
+
+def render_markdown(records: list[dict], results: str, command: str = "", plots: list[str] | None = None) -> str:
+    """The text of ``RESULTS.md``: a function of the result lines alone (its date is the last
+    cell's), so regenerating it from the same file gives the same text."""
     ok = [r for r in records if r.get("status") == "ok"]
     rows = aggregate(records)
-    out_dir = Path(out_dir)
-    plots = plot(rows, out_dir / "plots") if rows else []
     compute = sum(r["wall_seconds"] for r in ok)
     finished = sorted(r["finished_at"] for r in ok)
     versions = ok[-1]["versions"] if ok else {}
+    commits = sorted({r.get("commit", "unknown") for r in ok})
+    devices = sorted({r.get("device") or r.get("summary", {}).get("device") or "unrecorded" for r in ok})
     iterations = sorted({r.iterations for r in rows})
-    timed = all("T" in r["finished_at"] for r in ok)  # lines converted from older runs may hold only a date
-    busy = (f"{busy_seconds(ok) / 3600:.2f} hours of wall-clock time with cells running" if timed
-            else "wall-clock time unknown (some cells record only a date)")
     lines = ["# Benchmark results", "",
-             f"Generated by `mimir report` on {datetime.now().strftime('%Y-%m-%d')} from `{results}` "
-             f"({len(ok)} finished cells, {len(records) - len(ok)} failed or superseded lines)."]
+             f"Generated by `mimir report` from `{results}` ({len(ok)} finished cells, "
+             f"{len(records) - len(ok)} failed or superseded lines)."]
     if command:
         lines += ["", f"Grid command: `{command}`"]
     if finished:
-        lines += ["", f"Cells finished between {finished[0]} and {finished[-1]} (UTC); "
-                      f"{busy} "
-                      f"({compute / 3600:.2f} hours of cell time summed over parallel workers); "
-                      f"iterations per iterative method: "
-                      f"{', '.join(map(str, iterations))}; versions: "
+        lines += ["", f"Cells finished between {finished[0]} and {finished[-1]} (UTC); {_busy(ok)} "
+                      f"({compute / 3600:.2f} hours of cell time summed over parallel workers); {_cell_minutes(ok)}; "
+                      f"iterations per iterative method: {', '.join(map(str, iterations))}; code: "
+                      f"{', '.join(commits)}; devices: {'; '.join(devices)}; versions: "
                       + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
-    lines += ["", "Accuracy is top-1 on the evaluation set, mean +- std over seeds; MACs are multiply-accumulates "
-                  "per image (and the share of the teacher's); `train s` is the method's own time per cell (mean "
-                  "over seeds), `cell s` the whole cell's wall time (loading, pruning, training, evaluation).", "",
+    lines += ["", "Accuracy is top-1 on the evaluation set, mean +- std over seeds; cells are grouped by their whole "
+                  "recipe except the seed (a `setting` column names what else differs, when anything does). MACs "
+                  "are multiply-accumulates per image (and the share of the teacher's); `train s` is the method's "
+                  "own time per cell (mean over seeds), `cell s` the whole cell's wall time (loading, pruning, "
+                  "training, evaluation).", "",
               "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows),
                                                                               "", "## Plots", ""]
-    lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
+    lines += [f"![{Path(name).stem}](plots/{name})" for name in (plots if plots is not None else plot_names(rows))]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(records: list[dict], name: str) -> str:
+    """What the README says about a results file, between markers that :func:`update_readme` replaces."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    rows = aggregate(records)
+    body = [f"<!-- mimir report {name}: generated by `mimir report ... --readme`, do not edit by hand -->"]
+    if ok:
+        body.append(f"{len(ok)} cells; {_cell_minutes(ok)}; {_busy(ok)}. Who won where:")
+        body += [""] + [f"- {w}" for w in winners(rows)]
+    body.append(f"<!-- /mimir report {name} -->")
+    return "\n".join(body)
+
+
+def update_readme(readme: str | Path, records: list[dict], name: str) -> bool:
+    """Replace the README's block for ``name`` (returns False when the README has no such block)."""
+    path = Path(readme)
+    text = path.read_text()
+    start = text.find(f"<!-- mimir report {name}:")
+    end_marker = f"<!-- /mimir report {name} -->"
+    end = text.find(end_marker, start)
+    if start < 0 or end < 0:
+        return False
+    path.write_text(text[:start] + readme_block(records, name) + text[end + len(end_marker):])
+    return True
+
+
+def write_report(results: str | Path, out_dir: str | Path, command: str = "") -> Path:
+    """Write ``RESULTS.md`` and its plots into ``out_dir``; returns the Markdown path."""
+    records = read_results(results)
+    rows = aggregate(records)
+    out_dir = Path(out_dir)
+    plots = plot(rows, out_dir / "plots") if rows else []
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "RESULTS.md"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(render_markdown(records, str(results), command, [p.name for p in plots]))
     return path

@@ -11,17 +11,34 @@ from __future__ import annotations
 import json
 import multiprocessing
 import platform
+import subprocess
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from mimir.bench.config import BenchConfig, Cell
+from mimir.bench.config import BenchConfig, method_options
+from mimir.recipe import Recipe
+
+
+def git_commit() -> str:
+    """The commit of the mimir code that runs (``+dirty`` with uncommitted changes), or ``unknown``
+    outside a git checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def versions() -> dict:
@@ -53,20 +70,19 @@ def finished_keys(path: str | Path) -> set[str]:
     return {r["key"] for r in read_results(path) if r.get("status") == "ok"}
 
 
-def run_cell(cell: Cell, bench: str = "", random_weights: bool = False) -> dict:
-    """Run one cell with :func:`mimir.compress`; never raises (an error becomes the record)."""
+def run_cell(cell: Recipe, bench: str = "", random_weights: bool = False) -> dict:
+    """Run one cell (a recipe) with :func:`mimir.compress`; never raises (an error becomes the record).
+    The record holds the recipe, the code's git commit, the device and the library versions."""
     from mimir import api
     from mimir.models import create_model
 
     started = time.perf_counter()
-    record = {"key": cell.key, "bench": bench, "config": asdict(cell), "versions": versions()}
+    record = {"key": cell.key, "bench": bench, "recipe": cell.to_dict(), "commit": git_commit(),
+              "versions": versions()}
     try:
-        teacher = create_model(cell.teacher) if random_weights else cell.teacher
-        result = api.compress(
-            teacher, data=cell.data, samples=cell.samples, seed=cell.seed, prune=cell.prune, method=cell.method,
-            iterations=cell.iterations, batch_size=cell.batch_size, weights=None if random_weights else cell.weights,
-            input_size=cell.input_size, options=cell.options, eval_data=cell.eval_data, progress=False)
-        record.update(status="ok", summary=result.summary)
+        teacher = create_model(cell.teacher) if random_weights else None
+        result = api.compress(teacher, recipe=cell, progress=False)
+        record.update(status="ok", device=result.summary["device"], summary=result.summary)
     except Exception as err:  # noqa: BLE001 - a failed cell is recorded and rerun later, the grid goes on
         record.update(status="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=3))
     record["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -93,7 +109,7 @@ def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progre
         with results.open("a") as f:
             f.write(json.dumps(record) + "\n")
         records.append(record)
-        cell = Cell(**record["config"])
+        cell = Recipe.from_dict(record["recipe"])
         if record["status"] == "ok":
             acc = record["summary"]["compressed"]["accuracy"]
             log(f"  {cell.describe()}: {'n/a' if acc is None else f'{acc:.2f} %'} ({record['wall_seconds']:.0f} s)")
@@ -127,7 +143,7 @@ def dry_run_config(config: BenchConfig, data: str, eval_data: str | None, input_
         if (c.teacher, c.prune, c.method) in seen:
             continue
         seen.add((c.teacher, c.prune, c.method))
-        options = {**c.options, "cd_steps": 1, "practise_iterations": 1}
-        cells.append(replace(c, weights=None, data=data, eval_data=eval_data, samples=samples, seed=0,
+        options = method_options(c.method, {**c.options, "cd_steps": 1, "practise_iterations": 1})
+        cells.append(c.with_(weights=None, data=data, eval_data=eval_data, samples=samples, seed=0,
                              iterations=1, input_size=input_size, options=options))
     return BenchConfig(f"{config.name}-dry-run", cells, config.source)

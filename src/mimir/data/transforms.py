@@ -70,6 +70,6 @@ def center_crop(batch: torch.Tensor, input_size: int) -> torch.Tensor:
 def normalize(batch: torch.Tensor, config: DataConfig) -> torch.Tensor:
     """uint8 ``N x C x H x W`` -> float, scaled to [0, 1] then standardised per channel."""
     x = batch.float().div_(255)
-    mean = torch.tensor(config.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(config.std, dtype=x.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(config.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std

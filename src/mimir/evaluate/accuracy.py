@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.folder import LabeledImageFiles, iter_labeled_files
 from mimir.data.transforms import DataConfig, center_crop, normalize
+from mimir.engine.runtime import Runtime
 
 
 def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
@@ -19,37 +20,58 @@ def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
         yield data.images[start:start + batch_size], data.labels[start:start + batch_size]
 
 
+def _runtime_for(model: nn.Module, runtime: Runtime | None) -> Runtime:
+    """The given runtime, or plain fp32 on the device the model's weights are on."""
+    return runtime or Runtime(next(model.parameters()).device, channels_last=False)
+
+
+def _eval_view(images: torch.Tensor, config: DataConfig, runtime: Runtime) -> torch.Tensor:
+    return runtime.batch(normalize(center_crop(images, config.input_size).to(runtime.device), config))
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: LabeledImages | LabeledImageFiles, config: DataConfig,
-             batch_size: int = 500, progress: bool = False, desc: str = "evaluate") -> float:
-    """Top-1 accuracy in percent (model put in eval mode, its mode restored afterwards).
+             batch_size: int = 500, progress: bool = False, desc: str = "evaluate",
+             runtime: Runtime | None = None) -> float:
+    """Top-1 accuracy in percent (model put in eval mode, its mode restored afterwards), on the
+    runtime's device and precision (default: fp32 where the model is).
 
     ``data`` is either in memory or a folder read batch by batch (unreadable files are left out
     of the count, with a warning)."""
+    runtime = _runtime_for(model, runtime)
     was_training = model.training
     model.eval()
-    correct = seen = 0
+    correct = torch.zeros((), dtype=torch.long, device=runtime.device)
+    seen = 0
     total = -(-len(data) // batch_size)
-    for images, labels in tqdm(_batches(data, batch_size), total=total, desc=desc, disable=not progress,
-                               leave=False):
-        x = normalize(center_crop(images, config.input_size), config)
-        correct += (model(x).argmax(1) == labels).sum().item()
-        seen += len(labels)
-    model.train(was_training)
-    return 100.0 * correct / seen
+    try:
+        for images, labels in tqdm(_batches(data, batch_size), total=total, desc=desc, disable=not progress,
+                                   leave=False):
+            with runtime.autocast():
+                logits = model(_eval_view(images, config, runtime))
+            correct += (logits.argmax(1) == labels.to(runtime.device)).sum()
+            seen += len(labels)
+    finally:
+        model.train(was_training)
+    return 100.0 * int(correct) / seen
 
 
 @torch.no_grad()
 def feature_mse(student: nn.Module, teacher: nn.Module, data: UnlabeledImages | LabeledImages,
-                config: DataConfig, batch_size: int = 500) -> float:
+                config: DataConfig, batch_size: int = 500, runtime: Runtime | None = None) -> float:
     """Mean squared error between the two pre-pool feature maps (both in eval mode)."""
+    runtime = _runtime_for(student, runtime)
     modes = student.training, teacher.training
     student.eval(), teacher.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        x = normalize(center_crop(data.images[start:start + batch_size], config.input_size), config)
-        diff = student.forward_features(x) - teacher.forward_features(x)
-        total += diff.pow(2).sum().item()
-        count += diff.numel()
-    student.train(modes[0]), teacher.train(modes[1])
-    return total / count
+    total = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    count = 0
+    try:
+        for start in range(0, len(data), batch_size):
+            x = _eval_view(data.images[start:start + batch_size], config, runtime)
+            with runtime.autocast():
+                diff = student.forward_features(x).float() - teacher.forward_features(x).float()
+            total += diff.pow(2).sum(dtype=torch.float64)
+            count += diff.numel()
+    finally:
+        student.train(modes[0]), teacher.train(modes[1])
+    return float(total) / count

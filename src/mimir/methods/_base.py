@@ -1,22 +1,24 @@
 """What every compression method is given and must return, and the registry that names them.
 
-A method receives the teacher, the pruned student and the few samples. The sample type is the
-guarantee that label-free methods never see labels: a method whose ``needs_labels`` is False is
-handed :class:`~mimir.data.UnlabeledImages`, which has no labels attribute at all.
+A method receives the teacher, the pruned student and the few samples, and says *what* it
+optimises; how the steps run (device, precision, data parallelism, checkpoints) is the engine's
+business (:mod:`mimir.engine`). The sample type is the guarantee that label-free methods never see
+labels: a method whose ``needs_labels`` is False is handed :class:`~mimir.data.UnlabeledImages`,
+which has no labels attribute at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
 
 from mimir.data.datasets import LabeledImages, UnlabeledImages
-from mimir.data.transforms import Augment, DataConfig
+from mimir.data.transforms import DataConfig
+from mimir.engine import Checkpointing, Runtime, Task, TrainConfig, TrainLog, train
 from mimir.errors import MimirError
-from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
 
 
 @dataclass
@@ -31,18 +33,34 @@ class MethodInput:
     seed: int = 0
     progress: bool = True
     arch: dict = field(default_factory=dict)  # prune()'s description, with "kept_channels"
+    runtime: Runtime = field(default_factory=Runtime)
+    checkpoint: Checkpointing | None = None   # for the method's main training run
+    logs: list[TrainLog] = field(default_factory=list)  # filled by fit(): what each training run did
 
 
 class Method:
-    """Base class: subclasses set ``name`` and implement :meth:`run` (returning the student)."""
+    """Base class: subclasses set ``name`` and implement :meth:`run` (returning the student).
+
+    ``options`` declares every setting the method reads from ``TrainConfig.extra`` (``--option
+    KEY=VALUE``) with its default; anything else is refused by :func:`check_options`."""
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     iterative: ClassVar[bool] = True
     selects_blocks: ClassVar[bool] = False  # chooses the blocks to drop itself (--prune blocks:auto:K)
+    options: ClassVar[dict[str, float | int]] = {}
 
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def choose_blocks(self, teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int,
+                      cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool) -> tuple[list[str], list[dict]]:
+        """Hook for methods that pick the blocks to drop (``selects_blocks``): the names and a ranking."""
+        raise NotImplementedError(f"method '{self.name}' does not choose blocks")
+
+    def option(self, inp: MethodInput, key: str) -> float | int:
+        default = self.options[key]
+        return type(default)(inp.train.extra.get(key, default))
 
     def __call__(self, inp: MethodInput) -> nn.Module:
         if not self.needs_labels and not isinstance(inp.samples, UnlabeledImages):
@@ -68,38 +86,48 @@ def get_method(name: str) -> Method:
     return _METHODS[name]()
 
 
+def check_options(method: str, options: dict) -> dict:
+    """``options`` with each value converted to the type of the method's default; an unknown key
+    is an error naming the known ones (a typo must not be silently ignored)."""
+    known = get_method(method).options
+    checked = {}
+    for key, value in options.items():
+        if key not in known:
+            listing = f"known: {', '.join(sorted(known))}" if known else f"'{method}' takes no options"
+            raise MimirError(f"unknown option '{key}' for method '{method}' ({listing})",
+                             "fix the --option name, or see 'mimir methods'")
+        try:
+            checked[key] = type(known[key])(value)
+        except (TypeError, ValueError):
+            raise MimirError(f"option {key}={value!r} for method '{method}' is not a number",
+                             f"pass e.g. --option {key}={known[key]}") from None
+    return checked
+
+
 def copy_head(student: nn.Module, teacher: nn.Module) -> None:
     """The *replace* step: give the student an exact copy of the teacher's head weights."""
     for name in teacher.head_module_names():
         student.get_submodule(name).load_state_dict(teacher.get_submodule(name).state_dict())
 
 
-def head_parameters(model: nn.Module) -> set[int]:
-    return {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
+def body_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter outside the head (what mimicking trains)."""
+    head = {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
 
 
 def seeded(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (augmentation draws) and return a generator for batch order."""
+    """Seed torch's global RNG and return a generator (for the layer-wise methods' own draws)."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 
-def fit(inp: MethodInput, loss_fn: Callable[..., torch.Tensor], params: Iterable[nn.Parameter],
-        desc: str) -> list[float]:
-    """The shared loop on the few samples: seeded batches, fresh augmentation, ``inp.train`` settings.
-
-    ``loss_fn(x)`` gets the augmented, normalised images; for samples with labels (methods that
-    declare ``needs_labels``) it is called as ``loss_fn(x, labels)``.
-    """
-    cfg = inp.train
-    generator = seeded(inp.seed)
-    augment = Augment(inp.data_config.input_size) if cfg.augment else None
-    labeled = isinstance(inp.samples, LabeledImages)
-    tensors = (inp.samples.images, inp.samples.labels) if labeled else (inp.samples.images,)
-    batches = batch_stream(tensors, cfg.batch_size, generator)
-
-    def step(batch):
-        x = prepare(batch[0], inp.data_config, augment)
-        return loss_fn(x, batch[1]) if labeled else loss_fn(x)
-
-    return run_loop(params, step, batches, cfg, desc=desc, progress=inp.progress)
+def fit(inp: MethodInput, task: Task, desc: str, main: bool = True) -> TrainLog:
+    """Run ``task`` with the shared loop on the few samples and ``inp``'s settings. ``main``: this
+    is the method's main training run, the one that is checkpointed and resumed."""
+    labels = inp.samples.labels if isinstance(inp.samples, LabeledImages) else None
+    ckpt = replace(inp.checkpoint, tag=f"{inp.checkpoint.tag}:{desc}") if main and inp.checkpoint else None
+    log = train(task, inp.samples.images, labels, inp.data_config, inp.train, inp.seed, inp.runtime,
+                inp.progress, desc, ckpt)
+    inp.logs.append(log)
+    return log

@@ -12,6 +12,10 @@ from mimir.data.transforms import DataConfig, center_crop, normalize
 from mimir.errors import MimirError
 
 
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @dataclass(frozen=True)
 class PrunedConv:
     conv: str              # dotted name of the conv (same in teacher and student)
@@ -39,7 +43,7 @@ def pruned_convs(teacher: nn.Module, student: nn.Module, arch: dict, example: to
     handles = [m.register_forward_hook(hook) for m in student.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     try:
         with torch.no_grad():
-            student.eval()(example)
+            student.eval()(example.to(model_device(student)))
     finally:
         for h in handles:
             h.remove()
@@ -71,10 +75,12 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor, config: DataConf
     handle = module.register_forward_hook(hook)
     was_training = model.training
     model.eval()
+    device = model_device(model)
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                model(normalize(center_crop(images[start:start + batch_size], config.input_size), config))
+                batch = center_crop(images[start:start + batch_size], config.input_size).to(device)
+                model(normalize(batch, config))
     finally:
         handle.remove()
         model.train(was_training)

@@ -8,9 +8,16 @@ to reproduce that). The only method besides ``cd-ft``'s last step that sees labe
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
+from mimir.engine import Task
 from mimir.methods._base import Method, MethodInput, fit, register_method
+
+
+def supervised(student: nn.Module) -> Task:
+    """Cross-entropy of the student's logits against the labels of the few samples, all layers."""
+    return Task(student, forward=lambda m, x: m(x), loss=F.cross_entropy)
 
 
 @register_method
@@ -21,7 +28,5 @@ class BackProp(Method):
     needs_labels = True
 
     def run(self, inp: MethodInput) -> nn.Module:
-        student = inp.student.train()
-        criterion = nn.CrossEntropyLoss()
-        fit(inp, lambda x, y: criterion(student(x), y), student.parameters(), desc=self.name)
-        return student.eval()
+        fit(inp, supervised(inp.student), desc=self.name)
+        return inp.student.eval()

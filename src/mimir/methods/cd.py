@@ -21,6 +21,8 @@ moves a network under this loop's SGD schedule). It is the only CD variant that 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 
 from mimir.data.transforms import normalize
 from mimir.methods._base import Method, MethodInput, fit, register_method, seeded
+from mimir.methods.bp import supervised
 from mimir.methods._layers import capture, pruned_convs
 
 
@@ -70,11 +73,11 @@ class CrossDistillation(Method):
     name = "cd"
     iterative = False
     finetune = False
+    options = {"mu": 0.6, "cd_steps": 400, "cd_lr": 1e-3}
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student.eval()
-        extra = inp.train.extra
-        mu, steps, lr = float(extra.get("mu", 0.6)), int(extra.get("cd_steps", 400)), float(extra.get("cd_lr", 1e-3))
+        mu, steps, lr = self.option(inp, "mu"), self.option(inp, "cd_steps"), self.option(inp, "cd_lr")
         images, config = inp.samples.images, inp.data_config
         generator = seeded(inp.seed)
         layers = pruned_convs(teacher, student, inp.arch, normalize(images[:2], config), self.name)
@@ -88,14 +91,10 @@ class CrossDistillation(Method):
             self.layer_losses[layer.conv] = cross_distill_layer(
                 student.get_submodule(layer.conv), teacher.get_submodule(layer.conv), x_t, x_s,
                 layer.kept_out, layer.kept_in, mu, steps, lr, inp.train.batch_size, generator)
-        if self.finetune:
-            student.train()
-            criterion = nn.CrossEntropyLoss()
-            cfg = inp.train.with_(lr=float(extra.get("cd_ft_lr", 1e-3)))
-            fit(MethodInput(teacher, student, inp.samples, config, cfg, inp.seed, inp.progress, inp.arch),
-                lambda x, y: criterion(student(x), y), student.parameters(), desc="cd-ft")
         for p in student.parameters():
             p.requires_grad_(True)
+        if self.finetune:
+            fit(replace(inp, train=inp.train.with_(lr=self.option(inp, "cd_ft_lr"))), supervised(student), desc="cd-ft")
         return student.eval()
 
 
@@ -107,3 +106,4 @@ class CrossDistillationFinetuned(CrossDistillation):
     needs_labels = True
     iterative = True
     finetune = True
+    options = {**CrossDistillation.options, "cd_ft_lr": 1e-3}

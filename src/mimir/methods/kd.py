@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mimir.engine import Task
 from mimir.methods._base import Method, MethodInput, fit, register_method
 
 
@@ -23,15 +24,12 @@ class KnowledgeDistillation(Method):
     """Hinton distillation on softened logits (T = 4, loss x T^2), no labels."""
 
     name = "kd"
+    options = {"temperature": 4.0}
 
     def run(self, inp: MethodInput) -> nn.Module:
-        teacher, student = inp.teacher.eval(), inp.student.train()
-        temperature = float(inp.train.extra.get("temperature", 4.0))
-
-        def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                target = teacher(x)
-            return kd_loss(student(x), target, temperature)
-
-        fit(inp, loss_fn, student.parameters(), desc=self.name)
+        teacher, student = inp.teacher.eval(), inp.student
+        temperature = self.option(inp, "temperature")
+        task = Task(student, forward=lambda m, x: m(x), loss=lambda s, t: kd_loss(s, t, temperature),
+                    target=lambda x: teacher(x))
+        fit(inp, task, desc=self.name)
         return student.eval()

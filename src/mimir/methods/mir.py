@@ -11,9 +11,11 @@ result is the student body under an exact copy of the teacher's head (pool + cla
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from mimir.methods._base import Method, MethodInput, copy_head, fit, head_parameters, register_method
+from mimir.engine import Task
+from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
 
 
 @register_method
@@ -23,21 +25,15 @@ class MiR(Method):
     name = "mir"
     post_pool = False
 
+    def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        f = model.forward_features(x)
+        return model.forward_head(f, pre_logits=True) if self.post_pool else f
+
     def run(self, inp: MethodInput) -> nn.Module:
-        teacher, student = inp.teacher.eval(), inp.student.train()
-        criterion = nn.MSELoss()
-
-        def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            f = model.forward_features(x)
-            return model.forward_head(f, pre_logits=True) if self.post_pool else f
-
-        def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                target = features(teacher, x)
-            return criterion(features(student, x), target)
-
-        head = head_parameters(student)
-        fit(inp, loss_fn, [p for p in student.parameters() if id(p) not in head], desc=self.name)
+        teacher, student = inp.teacher.eval(), inp.student
+        task = Task(student, forward=self.features, loss=F.mse_loss,
+                    target=lambda x: self.features(teacher, x), trainable=body_parameters)
+        fit(inp, task, desc=self.name)
         copy_head(student, teacher)
         return student.eval()
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from mimir.data.datasets import UnlabeledImages
 from mimir.data.transforms import DataConfig
+from mimir.engine import Runtime, Task, TrainConfig, train
 from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params, feature_mse
-from mimir.methods._base import MethodInput, fit, register_method
-from mimir.methods._loop import TrainConfig
+from mimir.methods._base import register_method
 from mimir.methods.mir import MiR
 
 
@@ -36,9 +37,11 @@ def _channels_of(model: nn.Module, block: str, example: torch.Tensor) -> int:
         out["c"] = output.shape[1]
 
     handle = model.get_submodule(block).register_forward_hook(hook)
-    with torch.no_grad():
-        model.eval()(example)
-    handle.remove()
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        handle.remove()
     return out["c"]
 
 
@@ -51,41 +54,35 @@ def _adaptor(channels: int) -> nn.Conv2d:
 
 
 def recoverability(teacher: nn.Module, block: str, samples: UnlabeledImages, config: DataConfig,
-                   cfg: TrainConfig, seed: int, example: torch.Tensor) -> float:
+                   cfg: TrainConfig, seed: int, example: torch.Tensor, runtime: Runtime = Runtime()) -> float:
     """Feature MSE left after training a 1x1 adaptor in place of ``block`` (BN frozen)."""
     model = copy.deepcopy(teacher).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     adaptor = _adaptor(_channels_of(model, block, example))
-    model.set_submodule(block, adaptor)  # the model stays in eval mode: BatchNorm frozen
-    criterion = nn.MSELoss()
-
-    def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = teacher.forward_features(x)
-        return criterion(model.forward_features(x), target)
-
-    fit(MethodInput(teacher, model, samples, config, cfg, seed, progress=False), loss_fn, adaptor.parameters(),
-        desc=f"adaptor {block}")
-    return feature_mse(model, teacher, samples, config)
+    model.set_submodule(block, adaptor)
+    task = Task(model, forward=lambda m, x: m.forward_features(x), loss=F.mse_loss,
+                target=lambda x: teacher.forward_features(x), trainable=lambda m: list(adaptor.parameters()),
+                train_mode=False)  # eval mode: BatchNorm frozen
+    train(task, samples.images, None, config, cfg, seed, runtime, progress=False, desc=f"adaptor {block}")
+    return feature_mse(model, teacher, samples, config, runtime=runtime)
 
 
 def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int, cfg: TrainConfig,
-                  seed: int, progress: bool = True) -> tuple[list[str], list[dict]]:
+                  seed: int, progress: bool = True, runtime: Runtime = Runtime()) -> tuple[list[str], list[dict]]:
     """The K blocks to drop and the full ranking (best to drop first)."""
     candidates = teacher.droppable_blocks()
     if not 1 <= k <= len(candidates):
         raise MimirError(f"blocks:auto:{k} asks for {k} of {len(candidates)} droppable blocks",
                          f"choose K between 1 and {len(candidates)}")
-    example = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
+    device = next(teacher.parameters()).device
+    example = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=device)
     teacher_macs = count_macs_params(teacher, example)[0]
     ranking = []
-    adaptor_cfg = cfg.with_(iterations=int(cfg.extra.get("practise_iterations", 200)))
+    adaptor_cfg = cfg.with_(iterations=int(cfg.extra.get("practise_iterations", Practise.options["practise_iterations"])))
     for block in tqdm(candidates, desc="practise: recoverability", disable=not progress, leave=False):
         pruned = copy.deepcopy(teacher)
         pruned.set_submodule(block, nn.Identity())
         saved = teacher_macs - count_macs_params(pruned, example)[0]
-        error = recoverability(teacher, block, samples, config, adaptor_cfg, seed, example)
+        error = recoverability(teacher, block, samples, config, adaptor_cfg, seed, example, runtime)
         ranking.append({"block": block, "recoverability": error, "macs_saved": saved, "score": error / saved})
     ranking.sort(key=lambda r: (r["score"], r["block"]))
     return [r["block"] for r in ranking[:k]], ranking
@@ -97,3 +94,7 @@ class Practise(MiR):
 
     name = "practise"
     selects_blocks = True
+    options = {"practise_iterations": 200}
+
+    def choose_blocks(self, teacher, samples, config, k, cfg, seed, runtime, progress):
+        return select_blocks(teacher, samples, config, k, cfg, seed, progress, runtime)

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mimir.data import FASHION_MNIST, Augment, load_fashion_mnist
+from mimir.data import FASHION_MNIST, load_fashion_mnist
+from mimir.engine import Runtime, TrainConfig, train
 from mimir.evaluate import accuracy
 from mimir.export.checkpoint import save_model
-from mimir.methods._loop import TrainConfig, batch_stream, prepare, run_loop
+from mimir.methods.bp import supervised
 from mimir.models import create_model
 from mimir.models._registry import accepts
 
@@ -43,36 +44,29 @@ def fashion_mnist_model(name: str) -> nn.Module:
 
 def train_teacher(name: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,
                   weight_decay: float = 5e-4, seed: int = 0, out: str | Path | None = None,
-                  progress: bool = True) -> tuple[nn.Module, dict]:
-    """Supervised training on all 60,000 Fashion-MNIST training images (SGD + Nesterov, cosine).
+                  progress: bool = True, runtime: Runtime = Runtime()) -> tuple[nn.Module, dict]:
+    """Supervised training on all 60,000 Fashion-MNIST training images (SGD + Nesterov, cosine),
+    with the shared loop (pad-and-crop + flip, channels-last, on ``runtime``'s device).
 
     Returns the model and ``{"test_accuracy", "epochs", ...}``; writes a mimir file to ``out``.
     """
     torch.manual_seed(seed)
     model = fashion_mnist_model(name).train()
-    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
-    steps_per_epoch = math.ceil(len(train) / batch_size)
+    train_set, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    steps_per_epoch = math.ceil(len(train_set) / batch_size)
     cfg = TrainConfig(iterations=epochs * steps_per_epoch, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, schedule="cosine", nesterov=True)
-    augment = Augment(FASHION_MNIST.input_size)
-    generator = torch.Generator().manual_seed(seed)
-    batches = batch_stream((train.images, train.labels), batch_size, generator)
-    criterion = nn.CrossEntropyLoss()
-
-    def loss_fn(batch):
-        images, labels = batch
-        x = prepare(images, FASHION_MNIST, augment).contiguous(memory_format=torch.channels_last)
-        return criterion(model(x), labels)  # channels-last: ~1.4x faster convs on CPU here
-
     start = time.perf_counter()
-    run_loop(model.parameters(), loss_fn, batches, cfg, desc=f"train {name}", progress=progress)
+    train(supervised(model), train_set.images, train_set.labels, FASHION_MNIST, cfg, seed, runtime, progress,
+          desc=f"train {name}")
     info = {
-        "test_accuracy": accuracy(model, test, FASHION_MNIST),
+        "test_accuracy": accuracy(model, test, FASHION_MNIST, runtime=runtime),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
         "train_seconds": round(time.perf_counter() - start, 1), "torch": str(torch.__version__),
         "command": f"mimir train-teacher {name} --epochs {epochs} --batch-size {batch_size} --lr {lr} "
                    f"--weight-decay {weight_decay} --seed {seed}" + (f" --out {out}" if out else ""),
     }
+    model.cpu().to(memory_format=torch.contiguous_format)
     if out is not None:
         save_model(out, model, FASHION_MNIST, info=info)
     return model.eval(), info

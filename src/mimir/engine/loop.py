@@ -1,0 +1,318 @@
+"""The one training loop: every iterative method (and teacher training) runs its steps here.
+
+A method describes *what* it optimises as a :class:`Task` (the module, what of it is compared,
+with which loss, against the teacher's target or the labels); :func:`train` decides *how* the steps
+run: seeded batches (:mod:`mimir.engine.views`), device and precision (:mod:`mimir.engine.runtime`),
+data parallelism (:mod:`mimir.engine.distributed`), checkpoints and resume
+(:mod:`mimir.engine.checkpoint`). SGD, iteration-based as in the published MiR protocol, learning
+rate x ``gamma`` at each milestone (fractions of the run) or cosine decay.
+
+The loop does not synchronise with the device every step: losses stay on the device and are read
+(for the progress bar and the non-finite check) every ``log_every`` steps and before a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mimir.data.transforms import DataConfig, normalize
+from mimir.engine import distributed as dist
+from mimir.engine.checkpoint import Checkpointing, load_training_state, save_training_state, set_rng_state
+from mimir.engine.runtime import Runtime
+from mimir.engine.views import (BatchSchedule, CropFlipViews, LargeViewStream, TargetCache, is_small,
+                                large_view_loader)
+from mimir.errors import MimirError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the defaults are the published MiR protocol (methods.md)."""
+
+    iterations: int = 2000
+    batch_size: int = 64
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.4, 0.8)
+    gamma: float = 0.1
+    schedule: str = "step"  # "step" (milestones) or "cosine"
+    nesterov: bool = False
+    augment: bool = True
+    log_every: int = 20                 # steps between reads of the loss (progress bar, non-finite check)
+    cache_bytes: int = 2 << 30          # largest teacher-target cache (see views.TargetCache)
+    cache_targets: bool | None = None   # None: cache when it saves teacher passes and fits cache_bytes
+    loader_workers: int = 4             # DataLoader workers for large-input augmentation on a GPU
+    extra: dict = field(default_factory=dict)
+
+    def with_(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+@dataclass
+class Task:
+    """What a method optimises.
+
+    ``forward(module, x)`` is what is compared (e.g. the pre-pool map); ``loss(output, target)``
+    compares it with ``target(x)`` - the teacher's output on the same view, computed under
+    ``no_grad`` and cached when the views are finite - or, when ``target`` is None, with the labels.
+    ``trainable(module)`` names the parameters the optimiser updates (default: all); every other
+    parameter is frozen for the run, so it gets no gradient. ``train_mode`` False keeps the module
+    in eval mode (BatchNorm statistics frozen)."""
+
+    module: nn.Module
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    target: Callable[[torch.Tensor], torch.Tensor] | None = None
+    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None
+    train_mode: bool = True
+
+
+@dataclass
+class TrainLog:
+    """What a training run did: the loss of every step (this process's share), the one-off setup
+    time (the teacher-target cache) and the time spent in steps."""
+
+    losses: list[float]
+    steps: int
+    setup_seconds: float
+    step_seconds: float
+    cached_targets: bool
+
+    @property
+    def iterations_per_second(self) -> float:
+        return self.steps / self.step_seconds if self.step_seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"steps": self.steps, "setup_seconds": round(self.setup_seconds, 3),
+                "step_seconds": round(self.step_seconds, 3),
+                "iterations_per_second": round(self.iterations_per_second, 3), "cached_targets": self.cached_targets}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; a checkpoint to resume from was written first (``path``)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
+class _Objective(nn.Module):
+    """The module DistributedDataParallel (and torch.compile) wrap: ``forward(module, x)``."""
+
+    def __init__(self, module: nn.Module, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self._forward = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.module, x)
+
+
+def lr_factor(cfg: TrainConfig, it: int) -> float:
+    """The learning rate of step ``it`` as a fraction of ``cfg.lr``."""
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
+    return cfg.gamma ** sum(it >= round(m * cfg.iterations) for m in cfg.milestones)
+
+
+@contextmanager
+def _frozen_except(module: nn.Module, params: list[nn.Parameter]):
+    keep = {id(p) for p in params}
+    frozen = [p for p in module.parameters() if p.requires_grad and id(p) not in keep]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+@contextmanager
+def _catch_interrupt(enabled: bool):
+    """Turn the first Ctrl-C into a flag the loop checks between steps (so a checkpoint is written
+    from a consistent state); a second Ctrl-C interrupts at once."""
+    flag = {"set": False}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov, fused=fused or None)
+
+
+def _check_finite(losses: torch.Tensor, start: int, stop: int, ckpt: Checkpointing | None) -> None:
+    window = losses[start:stop]
+    if bool(torch.isfinite(window).all()):
+        return
+    bad = int((~torch.isfinite(window)).nonzero()[0]) + start
+    kept = (f"the last good checkpoint is '{ckpt.path}'" if ckpt is not None and ckpt.path.is_file()
+            else "use --checkpoint-every N to keep resumable checkpoints")
+    raise MimirError(f"the loss became {float(losses[bad])} at iteration {bad + 1}",
+                     f"lower --lr or use --precision fp32; {kept}")
+
+
+def _batches(images: torch.Tensor, config: DataConfig, cfg: TrainConfig, schedule: BatchSchedule, seed: int,
+             runtime: Runtime, start: int) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                                                   CropFlipViews | None]:
+    """(local sample indices, local view ids or None, normalised local batch on the device) per step,
+    and the finite view set when there is one (for the target cache)."""
+    part = dist.shard(schedule.size)
+    if is_small(config) or not cfg.augment:
+        views = CropFlipViews(images, config, runtime.device, augment=cfg.augment)
+
+        def small() -> Iterator:
+            for step in range(start, cfg.iterations):
+                idx = schedule.indices(step)[part]
+                v = views.draw(step, seed, schedule.size)[part]
+                yield idx, v, runtime.batch(views.render(idx, v))
+        return small(), views
+    workers = cfg.loader_workers if runtime.device.type == "cuda" else 0
+    stream = LargeViewStream(images, config, schedule, seed, start, cfg.iterations)
+
+    def large() -> Iterator:
+        for idx, batch in large_view_loader(stream, workers, runtime.pin_memory):
+            yield idx[part], None, normalize(runtime.batch(batch[part]), config)
+    return large(), None
+
+
+def train(task: Task, images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig, cfg: TrainConfig,
+          seed: int = 0, runtime: Runtime = Runtime(), progress: bool = True, desc: str = "train",
+          checkpoint: Checkpointing | None = None) -> TrainLog:
+    """Run ``cfg.iterations`` SGD steps of ``task`` on the uint8 ``images`` (labels: for tasks
+    without a teacher target)."""
+    if task.target is None and labels is None:
+        raise ValueError("a task without a teacher target needs labels")
+    module = runtime.model(task.module)
+    module.train(task.train_mode)
+    dist.sync_batchnorm(module, runtime.device)
+    try:
+        return _run(task, module, images, labels, config, cfg, seed, runtime, progress, desc, checkpoint)
+    finally:
+        dist.revert_batchnorm(module)
+
+
+def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig,
+         cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool, desc: str,
+         checkpoint: Checkpointing | None) -> TrainLog:
+    device = runtime.device
+    params = list(task.trainable(module) if task.trainable is not None else module.parameters())
+    schedule = BatchSchedule(len(images), cfg.batch_size, seed)
+    world = dist.world_size()
+    local = dist.shard(schedule.size)
+    loss_scale = (local.stop - local.start) * world / schedule.size   # 1 unless shards are uneven
+
+    with _frozen_except(module, params), _catch_interrupt(checkpoint is not None) as interrupted:
+        objective: nn.Module = _Objective(module, task.forward)
+        if dist.is_distributed():
+            objective = nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        if runtime.compile:
+            objective = torch.compile(objective)
+        optimizer = _optimizer(params, cfg, device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it))
+        scaler = runtime.scaler()
+        losses = torch.zeros(cfg.iterations, device=device)
+        start = 0
+        if checkpoint is not None and checkpoint.resume:
+            state = load_training_state(checkpoint)
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            start = int(state["step"])
+            losses[:start] = state["losses"].to(device)
+            set_rng_state(state["rng"])
+        batches, views = _batches(images, config, cfg, schedule, seed, runtime, start)
+        labels_on_device = labels.to(device) if labels is not None else None
+
+        @torch.no_grad()
+        def teacher_target(x: torch.Tensor) -> torch.Tensor:
+            with runtime.autocast():
+                return task.target(x)
+
+        setup_started = time.perf_counter()
+        cache = None
+        if task.target is not None and views is not None and start < cfg.iterations:
+            probe = teacher_target(runtime.batch(views.render(torch.zeros(1, dtype=torch.long),
+                                                              torch.zeros(1, dtype=torch.long))))
+            lookups = (cfg.iterations - start) * (local.stop - local.start)
+            worthwhile = TargetCache.worthwhile(views, lookups, probe.numel() * probe.element_size(), cfg.cache_bytes)
+            if cfg.cache_targets if cfg.cache_targets is not None else worthwhile:
+                cache = TargetCache.build(views, lambda x: teacher_target(runtime.batch(x)))
+
+        def save(done: int) -> None:
+            _check_finite(losses, 0, done, checkpoint)
+            if dist.is_main():
+                save_training_state(checkpoint, done, module, optimizer, scheduler, scaler, losses)
+            dist.barrier()
+
+        bar = tqdm(total=cfg.iterations, initial=start, desc=desc, dynamic_ncols=True, leave=False,
+                   disable=not progress or not dist.is_main())
+        checked = start
+        steps_started = time.perf_counter()
+        for step, (idx, v, x) in enumerate(batches, start=start):
+            if cache is not None:
+                target = cache.lookup(idx, v)
+            elif task.target is not None:
+                target = teacher_target(x)
+            else:
+                target = labels_on_device[idx.to(device)]
+            with runtime.autocast():
+                out = objective(x)
+            loss = task.loss(out.float(), target.float() if target.is_floating_point() else target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss * loss_scale if loss_scale != 1 else loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses[step] = loss.detach()
+            done = step + 1
+            bar.update()
+            if done % cfg.log_every == 0 or done == cfg.iterations:
+                _check_finite(losses, checked, done, checkpoint)
+                checked = done
+                bar.set_postfix(loss=f"{float(losses[step]):.4g}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+            if checkpoint is not None and done < cfg.iterations:
+                if checkpoint.every and done % checkpoint.every == 0:
+                    save(done)
+                stop = interrupted["set"]
+                if dist.is_distributed() and done % cfg.log_every == 0:   # agree, so every process stops together
+                    flag = torch.tensor([float(stop)], device=device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    stop = bool(flag.item())
+                elif dist.is_distributed():
+                    stop = False
+                if stop:
+                    save(done)
+                    bar.close()
+                    raise TrainingInterrupted(checkpoint.path)
+        bar.close()
+        history = losses.tolist()   # waits for the device: the step time below is real
+        ended = time.perf_counter()
+    return TrainLog(history, cfg.iterations - start, steps_started - setup_started, ended - steps_started,
+                    cache is not None)

@@ -1,0 +1,242 @@
+"""``compress`` as a pipeline of named stages driven by one :class:`~mimir.recipe.Recipe`:
+
+    resolve the teacher -> draw the samples -> prune -> train with the method -> measure -> save
+
+Each stage reads and fills one :class:`Run`. Method-specific steps are hooks on the method (PRACTISE
+chooses its blocks in ``Method.choose_blocks``), never branches here. Under torchrun every process
+runs the stages up to training; only rank 0 measures and saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
+from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
+from mimir.engine import distributed as dist
+from mimir.errors import MimirError
+from mimir.evaluate import accuracy, count_macs_params, feature_mse
+from mimir.export.checkpoint import save_model
+from mimir.methods import Method, MethodInput, get_method
+from mimir.prune import parse_scheme, prune
+from mimir.recipe import Recipe
+from mimir.resolve import FASHION, load_eval_data, load_samples, load_teacher
+
+
+@dataclass
+class CompressResult:
+    """The compressed model, the teacher it came from, the recipe and the measured summary
+    (on processes other than rank 0 of a torchrun job, the summary is empty)."""
+
+    model: nn.Module
+    teacher: nn.Module
+    data_config: DataConfig
+    dropped_blocks: list[str]
+    summary: dict = field(default_factory=dict)
+    recipe: Recipe | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write a mimir file (architecture as data + weights + recipe; ``weights_only=True`` loadable)."""
+        return save_model(path, self.model, self.data_config, self.dropped_blocks, info=self.summary)
+
+
+@dataclass
+class Run:
+    """What the stages pass along."""
+
+    recipe: Recipe
+    runtime: Runtime
+    method: Method
+    progress: bool = True
+    out: Path | None = None
+    checkpoint: Checkpointing | None = None
+    teacher_module: nn.Module | None = None          # an in-memory teacher given to the API
+    data_source: object = None                       # in-memory samples given to the API
+    eval_source: object = "auto"
+    teacher: nn.Module | None = None
+    config: DataConfig | None = None
+    few: LabeledImages | UnlabeledImages | None = None
+    eval_set: LabeledImages | LabeledImageFiles | None = None
+    eval_key: str | None = None
+    arch: dict = field(default_factory=dict)
+    student: nn.Module | None = None
+    pruned: nn.Module | None = None
+    model: nn.Module | None = None
+    summary: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def unlabeled(self) -> UnlabeledImages:
+        return self.few.without_labels() if isinstance(self.few, LabeledImages) else self.few
+
+    @property
+    def example(self) -> torch.Tensor:
+        return torch.zeros(1, self.config.in_chans, self.config.input_size, self.config.input_size,
+                           device=self.runtime.device)
+
+    def train_config(self) -> TrainConfig:
+        cfg = TrainConfig(iterations=self.recipe.iterations, batch_size=self.recipe.batch_size,
+                          extra=dict(self.recipe.options))
+        return cfg.with_(lr=self.recipe.lr) if self.recipe.lr is not None else cfg
+
+
+# ----------------------------------------------------------------------------- stages
+def resolve_teacher(run: Run) -> None:
+    r = run.recipe
+    teacher = run.teacher_module if run.teacher_module is not None else r.teacher
+    if isinstance(teacher, nn.Module):
+        teacher = copy.deepcopy(teacher)  # the run moves it to the device: the caller's module stays as it was
+    run.teacher, config = load_teacher(teacher, r.weights, r.feature_layer, r.data_config)
+    run.config = replace(config, input_size=r.input_size) if r.input_size else config
+
+
+def draw_samples(run: Run) -> None:
+    r = run.recipe
+    data = run.data_source if run.data_source is not None else r.data
+    run.few = load_samples(data, r.samples, r.seed, run.config, r.balanced)
+    eval_data = run.eval_source
+    if eval_data == "auto":
+        eval_data = r.eval_data
+    if eval_data == "auto":
+        eval_data = FASHION if str(data) == FASHION else None
+    run.eval_set = load_eval_data(eval_data, run.config)
+    run.eval_key = str(eval_data) if isinstance(eval_data, (str, Path)) else None  # named sets only (see _accuracy)
+    if run.method.needs_labels and not isinstance(run.few, LabeledImages):
+        raise MimirError(f"method '{r.method}' needs labels, but '{data}' has none",
+                         "use a label-free method such as mir, or labelled data")
+
+
+def prune_student(run: Run) -> None:
+    scheme = parse_scheme(run.recipe.prune)
+    run.runtime.model(run.teacher)
+    if scheme.auto_k:  # the method chooses the blocks (PRACTISE), on the unlabeled samples
+        started = time.perf_counter()
+        names, ranking = run.method.choose_blocks(run.teacher, run.unlabeled, run.config, scheme.auto_k,
+                                                  run.train_config(), run.recipe.seed, run.runtime, run.progress)
+        scheme = parse_scheme("blocks:" + ",".join(names))
+        run.summary["ranking"] = ranking
+        run.seconds["select"] = time.perf_counter() - started
+    run.student, run.arch = prune(run.teacher, scheme, run.example)
+    run.runtime.model(run.student)
+    run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
+
+
+def train_student(run: Run) -> None:
+    given = run.few if run.method.needs_labels else run.unlabeled
+    started = time.perf_counter()
+    inp = MethodInput(run.teacher, run.student, given, run.config, run.train_config(), run.recipe.seed,
+                      run.progress, run.arch, run.runtime, run.checkpoint)
+    run.model = run.method(inp)
+    if inp.logs and dist.is_main():
+        run.summary["training"] = inp.logs[-1].to_dict()
+    # the method's whole cost: PRACTISE's block selection counts too
+    run.seconds["train"] = time.perf_counter() - started + run.seconds.get("select", 0.0)
+
+
+def measure(run: Run) -> None:
+    if not dist.is_main():
+        return
+    s, r = run.summary, run.recipe
+    rows = {"teacher": run.teacher, "pruned": run.pruned, "compressed": run.model}
+    for row, model in rows.items():
+        macs, params = count_macs_params(model, run.example)
+        acc = None
+        if run.eval_set is not None:
+            acc = _accuracy(model, run, f"evaluate {row}", shared=row != "compressed")
+        s[row] = {"accuracy": acc, "params": params, "macs": macs}
+    s["pruned"]["feature_mse"] = feature_mse(run.pruned, run.teacher, run.few, run.config, runtime=run.runtime)
+    s["compressed"]["feature_mse"] = feature_mse(run.model, run.teacher, run.few, run.config, runtime=run.runtime)
+    s["dropped_blocks"] = run.arch["dropped_blocks"]
+    s["train_seconds"] = round(run.seconds["train"], 2)
+
+
+def save(run: Run) -> None:
+    if run.out is not None and dist.is_main():
+        save_model(run.out, run.model, run.config, run.arch["dropped_blocks"], info=run.summary)
+        run.summary["out"] = str(run.out)
+
+
+STAGES = (resolve_teacher, draw_samples, prune_student, train_student, measure, save)
+
+
+# ----------------------------------------------------------------------------- measuring
+_ACCURACY_MEMO: dict[tuple, float] = {}
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A hash of everything that decides a model's eval-mode outputs: its module tree and every
+    parameter and buffer (names, shapes, dtypes, values)."""
+    digest = hashlib.sha1(repr(model).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _accuracy(model: nn.Module, run: Run, desc: str, shared: bool) -> float:
+    """Top-1 accuracy; for the teacher and the pruned student computed once per process for
+    identical weights on the same named evaluation set (a grid evaluates them in many cells)."""
+    compute = lambda: accuracy(model, run.eval_set, run.config, progress=run.progress, desc=desc,  # noqa: E731
+                               runtime=run.runtime)
+    if not shared or run.eval_key is None:
+        return compute()
+    c = run.config
+    key = (_fingerprint(model), run.eval_key, len(run.eval_set), c.input_size, c.mean, c.std,
+           str(run.runtime.device), run.runtime.precision)
+    if key not in _ACCURACY_MEMO:
+        _ACCURACY_MEMO[key] = compute()
+    return _ACCURACY_MEMO[key]
+
+
+def _accuracy_plain(model: nn.Module, eval_set, config: DataConfig, example: torch.Tensor, runtime: Runtime,
+                    progress: bool) -> dict:
+    """Accuracy (when there is labelled data), parameters and MACs of one model."""
+    macs, params = count_macs_params(model, example)
+    acc = accuracy(model, eval_set, config, progress=progress, runtime=runtime) if eval_set is not None else None
+    return {"accuracy": acc, "params": params, "macs": macs}
+
+
+# ----------------------------------------------------------------------------- running
+def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object = None, eval_data: object = "auto",
+               progress: bool = True, out: str | Path | None = None, checkpoint: Checkpointing | None = None
+               ) -> CompressResult:
+    """Run every stage of ``recipe``. ``teacher`` / ``data`` / ``eval_data`` are in-memory objects
+    that stand in for the recipe's names (the Python API's ``nn.Module`` and image sets)."""
+    started = time.perf_counter()
+    if out is not None and not Path(out).parent.exists():
+        raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
+    runtime = resolve_runtime(recipe.device, recipe.precision, recipe.compile)
+    owned = dist.init_from_env(runtime.device)
+    try:
+        run = Run(recipe, runtime, get_method(recipe.method), progress and dist.is_main(),
+                  Path(out) if out is not None else None, checkpoint, teacher, data, eval_data)
+        run.summary.update(_header(run))
+        for stage in STAGES[:-1]:
+            stage(run)
+        if dist.is_main():
+            run.summary.update(wall_seconds=round(time.perf_counter() - started, 2), torch=str(torch.__version__))
+        save(run)
+        if checkpoint is not None and dist.is_main():
+            checkpoint.path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+        return CompressResult(run.model, run.teacher, run.config, run.arch["dropped_blocks"], run.summary, recipe)
+    finally:
+        dist.shutdown(owned)
+
+
+def _header(run: Run) -> dict:
+    r = run.recipe
+    if not dist.is_main():
+        return {}
+    return {
+        "teacher_name": r.teacher, "method": r.method, "prune": r.prune, "samples": r.samples, "seed": r.seed,
+        "balanced": r.balanced, "iterations": r.iterations if run.method.iterative else 0,
+        "batch_size": r.batch_size, "options": dict(r.options), "used_labels": run.method.needs_labels,
+        "data": r.data, "recipe": r.to_dict(), "device": run.runtime.describe(), "processes": dist.world_size(),
+    }

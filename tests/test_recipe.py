@@ -1,0 +1,72 @@
+"""One recipe for a run: the same object from YAML, the CLI, the API and a saved model."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from mimir.cli import build_parser, main, recipe_from_args
+from mimir.errors import MimirError
+from mimir.recipe import Recipe, load_recipe
+
+
+def test_yaml_round_trip_and_key():
+    r = Recipe(method="kd", options={"temperature": 2}, samples=10, seed=3, device="cpu", iterations=7)
+    back = Recipe.from_dict(yaml.safe_load(r.to_yaml()))
+    assert back == r and back.key == r.key and back.options["temperature"] == 2.0
+    assert r.with_(seed=4).key != r.key
+
+
+def test_key_of_a_cell_written_before_recipes_existed_is_unchanged():
+    line = json.loads(open("benchmarks/results/fashion-mnist.jsonl").readline())
+    old = line.get("config") or line["recipe"]
+    assert Recipe.from_dict(old).key == line["key"]
+
+
+def test_cli_flags_build_the_same_recipe_as_the_api():
+    args = build_parser().parse_args(["compress", "--samples", "12", "--method", "kd", "--option", "temperature=3",
+                                      "--prune", "channels:0.75", "--device", "cpu", "--precision", "fp32",
+                                      "--eval-data", "none"])
+    assert recipe_from_args(args) == Recipe(samples=12, method="kd", options={"temperature": 3.0},
+                                            prune="channels:0.75", device="cpu", eval_data=None)
+
+
+@pytest.mark.parametrize("fields,expected", [
+    ({"samples": 0}, "'samples' must be at least 1"),
+    ({"precision": "fp8"}, "'precision' must be one of"),
+    ({"device": "tpu"}, "'device' must be auto, cpu, cuda or cuda:N"),
+    ({"method": "kd", "options": {"temprature": 2}}, "unknown option 'temprature' for method 'kd' (known: temperature)"),
+    ({"method": "mir", "options": {"temperature": 2}}, "'mir' takes no options"),
+    ({"colour": "red"}, "unknown recipe field 'colour'"),
+    ({"method": "practise"}, "does not fit --prune"),
+])
+def test_invalid_recipes_are_one_line_errors(fields, expected):
+    with pytest.raises(MimirError) as err:
+        Recipe.from_dict(fields)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_saved_model_reruns_from_its_recipe_bit_identically(tmp_path, capsys):
+    first, second, third = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    assert main(["compress", "--samples", "16", "--iterations", "12", "--seed", "2", "--eval-data", "none",
+                 "--device", "cpu", "--out", str(first), "--json"]) == 0
+    recipe = load_recipe(first)
+    assert recipe.samples == 16 and recipe.iterations == 12 and recipe.seed == 2 and recipe.device == "cpu"
+    assert main(["compress", "--recipe", str(first), "--out", str(second), "--json"]) == 0
+    a, b = _weights(first), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (tmp_path / "r.yaml").write_text(recipe.to_yaml())
+    assert main(["compress", "--recipe", str(tmp_path / "r.yaml"), "--seed", "3", "--out", str(third), "--json"]) == 0
+    assert load_recipe(third).seed == 3   # a flag overrides the recipe
+    assert not all(torch.equal(a[k], _weights(third)[k]) for k in a)
+
+
+def test_recipe_from_a_file_without_one(tmp_path, capsys):
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "w.pt")
+    assert main(["compress", "--recipe", str(tmp_path / "w.pt")]) == 2
+    assert "records no recipe" in capsys.readouterr().err

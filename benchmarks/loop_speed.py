@@ -3,6 +3,10 @@
     .venv/bin/python benchmarks/loop_speed.py                       # ResNet-20/56, channels:0.5, 50/500 samples
     .venv/bin/python benchmarks/loop_speed.py --teachers resnet20 --samples 50 --rounds 3
     .venv/bin/python benchmarks/loop_speed.py --profile             # where the time goes (torch.profiler)
+    .venv/bin/python benchmarks/loop_speed.py --render              # docs/SPEED.md from the saved results
+
+Every timing run writes its measurements to ``benchmarks/results/loop-speed.json`` and renders the
+table in ``docs/SPEED.md`` from that file (``--render`` renders it again without measuring).
 
 Every measurement runs in a fresh process, and the variants take turns (round 1: plain, before,
 mimir; round 2: ...), so that the noise of a shared machine hits them alike; the median over rounds
@@ -33,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "a31ce1f"
+RESULTS = ROOT / "benchmarks" / "results" / "loop-speed.json"
+DOC = ROOT / "docs" / "SPEED.md"
 
 
 def plain_loop(teacher_name: str, samples: int, iterations: int, profile: bool) -> dict:
@@ -170,6 +176,7 @@ def main() -> None:
     p.add_argument("--before", default=BEFORE, help="git ref of the implementation before issue 9")
     p.add_argument("--compile", action="store_true", help="also time mimir with torch.compile")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables instead of timing")
+    p.add_argument("--render", action="store_true", help="only render docs/SPEED.md from the saved results")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--teacher", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -178,12 +185,19 @@ def main() -> None:
         args.variant = args.worker
         worker(args)
         return
+    if args.render:
+        DOC.write_text(render(json.loads(RESULTS.read_text())))
+        print(f"{DOC} rendered from {RESULTS}")
+        return
     import torch
 
     before = _before_tree(args.before)
     variants = ["plain", "before", "mimir"] + (["mimir-compiled"] if args.compile else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; channels:0.5 student; "
-          f"{args.iterations} timed iterations, median of {args.rounds} rounds; before = {args.before}", flush=True)
+    header = (f"torch {torch.__version__}, {torch.get_num_threads()} threads; channels:0.5 student; "
+              f"{args.iterations} timed iterations, median of {args.rounds} rounds; before = {args.before}")
+    print(header, flush=True)
+    saved = {"command": " ".join(["benchmarks/loop_speed.py"] + sys.argv[1:]), "header": header,
+             "machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": []}
     for teacher in args.teachers.split(","):
         for n in map(int, args.samples.split(",")):
             if args.profile:
@@ -195,16 +209,50 @@ def main() -> None:
             for _ in range(args.rounds):
                 for v in variants:
                     runs[v].append(measure(v, teacher, n, args.iterations, before, False))
-            step = {v: statistics.median(r["step_seconds"] for r in runs[v]) for v in variants}
-            setup = {v: statistics.median(r["setup_seconds"] for r in runs[v]) for v in variants}
-            print(f"\n{teacher}, {n} samples (batch {min(64, n)})")
-            print(f"  {'variant':<16}{'s/it':>9}{'it/s':>8}{'setup s':>9}{'it/s @2000':>12}{'x plain':>9}"
-                  f"{'x plain @2000':>15}")
-            plain = 1 / step["plain"]
-            for v in variants:
-                whole = 2000 / (setup[v] + 2000 * step[v])
-                print(f"  {v:<16}{step[v]:>9.4f}{1 / step[v]:>8.2f}{setup[v]:>9.1f}{whole:>12.2f}"
-                      f"{(1 / step[v]) / plain:>9.2f}{whole / plain:>15.2f}", flush=True)
+            entry = {"teacher": teacher, "samples": n, "runs": runs}
+            saved["results"].append(entry)
+            print(_table([entry], plain_text=True), flush=True)
+    if not args.profile:
+        RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
+        DOC.write_text(render(saved))
+        print(f"\nmeasurements in {RESULTS}; table in {DOC}")
+
+
+def _machine() -> str:
+    import platform
+
+    from mimir.engine.runtime import _cpu_name
+
+    return f"{_cpu_name()}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def _table(entries: list[dict], plain_text: bool = False) -> str:
+    lines = []
+    for e in entries:
+        runs = e["runs"]
+        step = {v: statistics.median(r["step_seconds"] for r in rs) for v, rs in runs.items()}
+        setup = {v: statistics.median(r["setup_seconds"] for r in rs) for v, rs in runs.items()}
+        plain = 1 / step["plain"]
+        lines += ["", f"{e['teacher']}, {e['samples']} samples (batch {min(64, e['samples'])})", "",
+                  "| variant | s/it | it/s | setup s | it/s @2000 | x plain | x plain @2000 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for v in runs:
+            whole = 2000 / (setup[v] + 2000 * step[v])
+            lines.append(f"| {v} | {step[v]:.4f} | {1 / step[v]:.2f} | {setup[v]:.1f} | {whole:.2f} | "
+                         f"{(1 / step[v]) / plain:.2f} | {whole / plain:.2f} |")
+    return "\n".join(lines)
+
+
+def render(saved: dict) -> str:
+    """docs/SPEED.md from the saved measurements."""
+    return "\n".join([
+        "# MiR training speed", "",
+        f"Generated by `.venv/bin/python benchmarks/loop_speed.py --render` from `benchmarks/results/loop-speed.json`, "
+        f"measured by `.venv/bin/python {saved['command']}` on {saved['date']} ({saved['machine']}; {saved['header']}).",
+        "", "Variants (see the script's docstring): `plain` is a hand-written PyTorch loop (teacher every step, "
+        "per-image pad-crop + flip, NCHW, SGD); `before` is mimir's loop before issue 9; `mimir` is the "
+        "`mimir.engine` loop. `setup s` is the one-off cost of computing the teacher's target of every view; "
+        "`@2000` includes it in a 2000-iteration run.", _table(saved["results"]), ""])
 
 
 if __name__ == "__main__":

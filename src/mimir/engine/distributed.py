@@ -10,6 +10,7 @@ train, up to floating-point noise. Only rank 0 evaluates, prints and writes file
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -80,11 +81,15 @@ class _GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        with warnings.catch_warnings():   # deprecated in favour of a private module; still the public one
+            warnings.simplefilter("ignore")
+            from torch.distributed.nn.functional import all_reduce
 
         dims = [0] + list(range(2, x.dim()))
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n

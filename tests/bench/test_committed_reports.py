@@ -1,0 +1,35 @@
+"""The committed reports and the README's numbers are what `mimir report` makes of the committed results."""
+
+from pathlib import Path
+
+import pytest
+
+from mimir.bench import read_results
+from mimir.bench.report import readme_block, render_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORTS = {  # results name -> (report folder, the grid command the report quotes)
+    "fashion-mnist": ("docs", "mimir bench benchmarks/fashion-mnist.yaml --workers 2"),
+    "mir-pooling": ("docs/mir-pooling", "mimir bench benchmarks/mir-pooling.yaml"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPORTS))
+def test_report_regenerates_unchanged(name):
+    folder, command = REPORTS[name]
+    results = f"benchmarks/results/{name}.jsonl"
+    records = read_results(ROOT / results)
+    assert records, f"{results} is empty"
+    assert (ROOT / folder / "RESULTS.md").read_text() == render_markdown(records, results, command)
+
+
+@pytest.mark.parametrize("name", sorted(REPORTS))
+def test_readme_summary_is_generated_from_the_results(name):
+    records = read_results(ROOT / f"benchmarks/results/{name}.jsonl")
+    assert readme_block(records, name) in (ROOT / "README.md").read_text()
+
+
+def test_readme_table_rows_come_from_the_reports():
+    reports = "".join((ROOT / folder / "RESULTS.md").read_text() for folder, _ in REPORTS.values())
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| resnet")]
+    assert rows and all(row in reports for row in rows)

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from mimir.errors import MimirError
+
+if TYPE_CHECKING:
+    from mimir.recipe import Recipe
 
 
 def _add_train_teacher(sub) -> None:

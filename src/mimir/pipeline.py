@@ -143,7 +143,7 @@ def train_student(run: Run) -> None:
 def measure(run: Run) -> None:
     if not dist.is_main():
         return
-    s, r = run.summary, run.recipe
+    s = run.summary
     rows = {"teacher": run.teacher, "pruned": run.pruned, "compressed": run.model}
     for row, model in rows.items():
         macs, params = count_macs_params(model, run.example)

@@ -88,3 +88,23 @@ def test_cells_without_accuracy_give_a_table_and_no_plots(tmp_path):
     text = write_report(results, tmp_path / "docs").read_text()
     assert "| mir | n/a +- 0.00 | 2 |" in text
     assert not list((tmp_path / "docs").glob("plots/*.png"))
+
+
+def test_cells_that_differ_beyond_the_seed_are_never_averaged():
+    longer = [{**_line("mir", s, 95.0), "key": f"long-{s}"} for s in (1, 2)]
+    for line in longer:
+        line["config"] = {**line["config"], "iterations": 2000}
+    rows = [r for r in aggregate(LINES + longer) if r.method == "mir"]
+    assert sorted((r.setting, r.mean, r.seeds) for r in rows) == [("iterations=2000", 95.0, 2),
+                                                                  ("iterations=400", 91.5, 3)]
+    assert "| mir | iterations=2000 | 95.00 +- 0.00 | 2 |" in markdown_table(rows)
+    assert any("(iterations=2000): **mir** 95.00 %" in w for w in winners(aggregate(LINES + longer)))
+
+
+def test_new_lines_carry_the_whole_recipe():
+    from mimir.bench.report import recipe_of
+
+    line = {**_line("kd", 1, 90.0), "recipe": {"teacher": "resnet20", "prune": "channels:0.5", "method": "kd",
+                                               "samples": 50, "seed": 1, "iterations": 400, "precision": "bf16"}}
+    del line["config"]
+    assert recipe_of(line)["precision"] == "bf16" and recipe_of(line)["device"] == "auto"

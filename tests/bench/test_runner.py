@@ -1,13 +1,19 @@
 """Resuming: finished cells are skipped, broken or failed ones run again; and the ImageNet dry run."""
 
 import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from mimir.bench import dry_run_config, load_config, parse_config, read_results, run_bench
-from mimir.bench import runner
-
+from mimir.bench import (
+    dry_run_config,
+    load_config,
+    parse_config,
+    read_results,
+    run_bench,
+    runner,
+)
 from tests.bench.test_config import GOOD, ROOT
 
 

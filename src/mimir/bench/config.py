@@ -103,7 +103,7 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
     grid = raw["grid"]
     if not isinstance(grid, list) or not grid:
         raise _fail("grid", "must be a non-empty list of rows")
-    cells: list[Cell] = []
+    cells: list[Recipe] = []
     for i, row in enumerate(grid):
         at = f"grid[{i}]"
         if not isinstance(row, dict):

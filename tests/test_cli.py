@@ -185,3 +185,26 @@ def test_warnings_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "resnet20", "--data", str(folder)]) == 0
     err = capsys.readouterr().err
     assert "warning: skipped 1 unreadable image file(s)" in err and "UserWarning" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line(capsys):
+    assert main(["compress", "--device", "cuda", "--samples", "5", "--iterations", "1"]) == 2
+    assert "needs a CUDA GPU, and none is available" in _error(capsys)
+
+
+@pytest.mark.parametrize("flag,expected", [(["--device", "tpu"], "'device' must be auto, cpu, cuda or cuda:N"),
+                                           (["--precision", "fp8"], "'precision' must be one of fp32, bf16, fp16"),
+                                           (["--option", "temprature=2", "--method", "kd"],
+                                            "unknown option 'temprature' for method 'kd' (known: temperature)")])
+def test_bad_runtime_flags_are_one_line(capsys, flag, expected):
+    assert main(["compress", "--samples", "5", "--iterations", "1"] + flag) == 2
+    assert expected in _error(capsys)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_runs_on_cpu(capsys, precision):
+    assert main(["compress", "--samples", "8", "--iterations", "2", "--device", "cpu", "--precision", precision,
+                 "--eval-data", "none", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["device"].endswith(precision) and summary["compressed"]["feature_mse"] < 10

@@ -70,3 +70,19 @@ def test_recipe_from_a_file_without_one(tmp_path, capsys):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "w.pt")
     assert main(["compress", "--recipe", str(tmp_path / "w.pt")]) == 2
     assert "records no recipe" in capsys.readouterr().err
+
+
+def test_in_memory_objects_are_named_and_must_be_passed_again(teacher20, fmnist_train):
+    import mimir
+
+    teacher, config = teacher20
+    few = fmnist_train.subset(torch.arange(8)).without_labels()
+    result = mimir.compress(teacher, data=few, samples=8, iterations=2, data_config=config, eval_data=None,
+                            progress=False)
+    recipe = result.recipe
+    assert recipe.teacher == "<in-memory CifarResNet>" and recipe.data == "<in-memory UnlabeledImages>"
+    with pytest.raises(MimirError, match="pass it again"):
+        mimir.compress(recipe=recipe, progress=False)
+    again = mimir.compress(teacher, data=few, recipe=recipe, progress=False)   # the objects given again
+    a, b = result.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -19,17 +19,15 @@ from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
 from mimir.evaluate import latency_ms
 from mimir.models import is_model, list_models
-from mimir.pipeline import CompressResult, _accuracy_plain, run_recipe
+from mimir.pipeline import CompressResult, measure_model, run_recipe
 from mimir.recipe import Recipe, load_recipe
-from mimir.resolve import FASHION, IMAGENET, load_eval_data, load_samples, load_teacher
+from mimir.resolve import FASHION, IMAGENET, in_memory_name, load_eval_data, load_samples, load_teacher
 
 __all__ = ["CompressResult", "compress", "evaluate", "load_eval_data", "load_samples", "load_teacher", "train_teacher"]
 
 
-def _name_of(obj: object, what: str) -> str:
-    if isinstance(obj, (str, Path)):
-        return str(obj)
-    return f"<in-memory {type(obj).__name__}>" if obj is not None else what
+def _name_of(obj: object) -> str:
+    return str(obj) if isinstance(obj, (str, Path)) else in_memory_name(obj)
 
 
 def compress(
@@ -81,9 +79,9 @@ def compress(
         recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     else:
         recipe = Recipe(
-            teacher=_name_of(teacher, "resnet20"), weights=str(weights) if weights is not None else None,
-            feature_layer=feature_layer, data=_name_of(data, FASHION),
-            eval_data=None if eval_data is None else (eval_data if eval_obj == "auto" else _name_of(eval_data, "")),
+            teacher=_name_of(teacher), weights=str(weights) if weights is not None else None,
+            feature_layer=feature_layer, data=_name_of(data),
+            eval_data=None if eval_data is None else (str(eval_data) if eval_obj == "auto" else _name_of(eval_data)),
             samples=samples, seed=seed, balanced=balanced, prune=prune, method=method, options=dict(options or {}),
             iterations=iterations, batch_size=batch_size, lr=lr, input_size=input_size, data_config=data_config,
             device=device, precision=precision, compile=compile)
@@ -109,7 +107,7 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
     runtime.model(net)
     eval_set = load_eval_data(data, config, flag="--data")
     x = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=runtime.device)
-    result = _accuracy_plain(net, eval_set, config, x, runtime, progress)
+    result = measure_model(net, eval_set, config, x, runtime, progress)
     if latency:
         result["latency_ms"] = latency_ms(net.cpu(), x.cpu())
     return result

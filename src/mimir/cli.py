@@ -41,13 +41,12 @@ def _run_train_teacher(args) -> int:
     return 0
 
 
-def _add_runtime(p, default: bool = True) -> None:
-    kw = {} if default else {"default": argparse.SUPPRESS}
+def _add_runtime(p, defaults: bool = True) -> None:
+    """--device / --precision; ``defaults=False`` for compress, whose unset flags come from the recipe."""
     p.add_argument("--device", help="auto (CUDA when available; default), cpu, cuda or cuda:N",
-                   **({"default": "auto"} if default else kw))
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision for training and evaluation (default: fp32; fp16 uses a gradient scaler)",
-                   **({"default": "fp32"} if default else kw))
+                   default="auto" if defaults else argparse.SUPPRESS)
+    p.add_argument("--precision", help="fp32 (default), bf16 or fp16: autocast for training and evaluation "
+                                       "(fp16 with a gradient scaler)", default="fp32" if defaults else argparse.SUPPRESS)
 
 
 def _add_compress(sub) -> None:
@@ -82,7 +81,7 @@ def _add_compress(sub) -> None:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a method setting, e.g. temperature=4 (kd), mu=0.6 or cd_steps=400 (cd), "
                         "practise_iterations=200 (practise); repeatable; 'mimir methods' lists them")
-    _add_runtime(p, default=False)
+    _add_runtime(p, defaults=False)
     p.add_argument("--compile", action="store_true", help="torch.compile the trained model (slow to start)")
     p.add_argument("--out", help="write the compressed model here (.pt, loadable with weights_only=True)")
     p.add_argument("--checkpoint", help="training checkpoint file (default: OUT.ckpt, or mimir-RECIPEKEY.ckpt "

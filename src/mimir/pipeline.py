@@ -195,7 +195,7 @@ def _accuracy(model: nn.Module, run: Run, desc: str, shared: bool) -> float:
     return _ACCURACY_MEMO[key]
 
 
-def _accuracy_plain(model: nn.Module, eval_set, config: DataConfig, example: torch.Tensor, runtime: Runtime,
+def measure_model(model: nn.Module, eval_set, config: DataConfig, example: torch.Tensor, runtime: Runtime,
                     progress: bool) -> dict:
     """Accuracy (when there is labelled data), parameters and MACs of one model."""
     macs, params = count_macs_params(model, example)

@@ -18,6 +18,17 @@ from mimir.teachers import bundled_teacher_path, bundled_teachers
 
 FASHION = "fashion-mnist"
 IMAGENET = DataConfig()
+IN_MEMORY = "<in-memory "   # how a recipe names an object that was passed to the Python API
+
+
+def in_memory_name(obj: object) -> str:
+    return f"{IN_MEMORY}{type(obj).__name__}>"
+
+
+def _refuse_in_memory(name: object, what: str, argument: str) -> None:
+    if isinstance(name, str) and name.startswith(IN_MEMORY):
+        raise MimirError(f"the recipe's {what} was {name[1:-1]} object, which a recipe cannot hold",
+                         f"pass it again: mimir.compress({argument}, recipe=...)")
 
 
 # ----------------------------------------------------------------------------- teachers
@@ -52,6 +63,7 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
         model = teacher if isinstance(teacher, SplitModel) and feature_layer is None else \
             wrap_model(teacher, config.in_chans, config.input_size, feature_layer)
         return model.eval(), config
+    _refuse_in_memory(teacher, "teacher", "your_module")
     if is_model(teacher):
         if weights is None:
             path = bundled_teacher_path(teacher)
@@ -122,6 +134,7 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
     them before a label-free method sees the images. A folder is drawn from by file name and only
     the chosen files are decoded, so an ImageNet training folder costs a directory listing."""
+    _refuse_in_memory(data, "data", "teacher, data=your_images")
     if isinstance(data, (LabeledImages, UnlabeledImages)):
         pool = data
     elif str(data) == FASHION:

@@ -50,3 +50,12 @@ def test_non_checkpoint_is_refused(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
     with pytest.raises(MimirError, match="not a readable weights file"):
         read_checkpoint(tmp_path / "x.pt")
+
+
+def test_failed_write_over_an_existing_file_keeps_the_old_one(tmp_path):
+    target = tmp_path / "run.ckpt"
+    atomic_save({"step": 10}, target)
+    with pytest.raises(RuntimeError):   # e.g. killed or out of space while writing the next checkpoint
+        atomic_save({"step": 20, "x": _Unpicklable()}, target)
+    assert torch.load(target, weights_only=True) == {"step": 10}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]

@@ -58,7 +58,8 @@ def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, drop
         "model_kwargs": dict(getattr(model, "model_kwargs", {})),
         "data_config": data_config.to_dict(),
         "architecture": describe(model, dropped_blocks or []),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                       for k, v in model.state_dict().items()},
         "info": json.loads(json.dumps(info or {}, default=str)),  # plain types only: weights_only-safe
     }
     return atomic_save(payload, path)

@@ -28,7 +28,8 @@ def least_squares(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch
     s = student_out.permute(0, 2, 3, 1).reshape(-1, student_out.shape[1]).double()
     t = teacher_out.permute(0, 2, 3, 1).reshape(-1, teacher_out.shape[1]).double()
     gram, cross = s.T @ s, s.T @ t
-    return torch.linalg.lstsq(gram, cross, driver="gelsd").solution
+    # solved on the CPU: its rank-revealing driver (gelsd) copes with a singular Gram matrix; CUDA has only gels
+    return torch.linalg.lstsq(gram.cpu(), cross.cpu(), driver="gelsd").solution.to(student_out.device)
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -147,7 +148,7 @@ def _run_compress(args) -> int:
     recipe = recipe_from_args(args)
     out = getattr(args, "out", None)
     checkpoint = getattr(args, "checkpoint", None) or (f"{out}.ckpt" if out else f"mimir-{recipe.key}.ckpt")
-    if not args.json:
+    if not args.json and os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 speaks for all
         length = f"{recipe.iterations} iterations" if get_method(recipe.method).iterative else "no SGD iterations"
         print(f"mimir compress: teacher {recipe.teacher}, method {recipe.method}, prune {recipe.prune}, "
               f"{recipe.samples} samples of {recipe.data} (seed {recipe.seed}), {length}", flush=True)

@@ -125,3 +125,18 @@ def test_same_seed_same_weights_and_resume_is_exact(teacher20, tmp_path):
     _assert_identical(full, _run(teacher, Checkpointing(ckpt.path, resume=True, tag="x")))
     with pytest.raises(MimirError, match="belongs to another run"):
         _run(teacher, Checkpointing(ckpt.path, resume=True, tag="other"))
+
+
+def test_compile_warm_up_leaves_no_trace(teacher20):
+    """--compile builds its graphs in one forward/backward before the timed steps; that pass must
+    not change the run (BatchNorm statistics restored, no gradients left)."""
+    from mimir.engine.loop import _Objective, _warm_up
+    from mimir.engine.runtime import Runtime
+
+    teacher, _ = teacher20
+    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    student.train()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    _warm_up(_Objective(student, lambda m, x: m.forward_features(x)), student, torch.randn(4, 1, 28, 28), Runtime())
+    _assert_identical(before, student.state_dict())
+    assert all(p.grad is None for p in student.parameters())

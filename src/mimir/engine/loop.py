@@ -13,6 +13,7 @@ The loop does not synchronise with the device every step: losses stay on the dev
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import threading
@@ -165,6 +166,20 @@ def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.devic
                            nesterov=cfg.nesterov, fused=fused or None)
 
 
+def _warm_up(objective: nn.Module, module: nn.Module, x: torch.Tensor, runtime: Runtime) -> None:
+    """One forward and backward pass without an optimiser step, to make ``torch.compile`` build its
+    graphs; the module's state (BatchNorm statistics) is restored and the gradients dropped, so
+    the run is the same as without it."""
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    with runtime.autocast():
+        out = objective(x)
+    out.float().sum().backward()
+    with torch.no_grad():
+        module.load_state_dict(state)
+    for p in module.parameters():
+        p.grad = None
+
+
 def _check_finite(losses: torch.Tensor, start: int, stop: int, ckpt: Checkpointing | None) -> None:
     window = losses[start:stop]
     if bool(torch.isfinite(window).all()):
@@ -264,6 +279,11 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
             worthwhile = TargetCache.worthwhile(views, lookups, probe.numel() * probe.element_size(), cfg.cache_bytes)
             if cfg.cache_targets if cfg.cache_targets is not None else worthwhile:
                 cache = TargetCache.build(views, lambda x: teacher_target(runtime.batch(x)))
+
+        if runtime.compile and start < cfg.iterations:   # compile now, so that it counts as setup, not as steps
+            first = next(batches)
+            batches = itertools.chain([first], batches)
+            _warm_up(objective, module, first[2], runtime)
 
         def save(done: int) -> None:
             _check_finite(losses, 0, done, checkpoint)

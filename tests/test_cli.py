@@ -119,7 +119,8 @@ def test_real_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mimir.cli", "compress", "--samples", "-1"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "error: --samples must be at least 1 (got -1); pass a positive number of images"
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "error: --samples must be at least 1 (got -1); pass a valid --samples (in a recipe file: 'samples:')"
 
 
 USERS_MODEL = '''
@@ -193,8 +194,8 @@ def test_device_cuda_without_a_gpu_is_one_line(capsys):
     assert "needs a CUDA GPU, and none is available" in _error(capsys)
 
 
-@pytest.mark.parametrize("flag,expected", [(["--device", "tpu"], "'device' must be auto, cpu, cuda or cuda:N"),
-                                           (["--precision", "fp8"], "'precision' must be one of fp32, bf16, fp16"),
+@pytest.mark.parametrize("flag,expected", [(["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+                                           (["--precision", "fp8"], "--precision must be one of fp32, bf16, fp16"),
                                            (["--option", "temprature=2", "--method", "kd"],
                                             "unknown option 'temprature' for method 'kd' (known: temperature)")])
 def test_bad_runtime_flags_are_one_line(capsys, flag, expected):

@@ -54,8 +54,9 @@ class Recipe:
 
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise MimirError(f"recipe field '{name}' {what} (got {getattr(self, name)!r})",
-                                 f"fix --{name.replace('_', '-')} or the '{name}' entry of the recipe")
+                flag = name.replace("_", "-")
+                raise MimirError(f"--{flag} {what} (got {getattr(self, name)!r})",
+                                 f"pass a valid --{flag} (in a recipe file: '{name}:')")
 
         for name in ("samples", "iterations", "batch_size"):
             value = getattr(self, name)

@@ -22,7 +22,10 @@ def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
 
 def _runtime_for(model: nn.Module, runtime: Runtime | None) -> Runtime:
     """The given runtime, or plain fp32 on the device the model's weights are on."""
-    return runtime or Runtime(next(model.parameters()).device, channels_last=False)
+    if runtime is not None:
+        return runtime
+    first = next(iter(model.state_dict().values()), None)   # a model may have no weights at all
+    return Runtime(first.device if first is not None else torch.device("cpu"), channels_last=False)
 
 
 def _eval_view(images: torch.Tensor, config: DataConfig, runtime: Runtime) -> torch.Tensor:

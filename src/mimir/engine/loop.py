@@ -180,6 +180,18 @@ def _warm_up(objective: nn.Module, module: nn.Module, x: torch.Tensor, runtime: 
         p.grad = None
 
 
+def _stop_requested(interrupted: dict, done: int, every: int, device: torch.device) -> bool:
+    """Whether Ctrl-C asks to stop after step ``done``. Data-parallel processes must stop at the
+    same step, so they agree (one all-reduce) every ``every`` steps and otherwise go on."""
+    if not dist.is_distributed():
+        return interrupted["set"]
+    if done % every:
+        return False
+    flag = torch.tensor([float(interrupted["set"])], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def _check_finite(losses: torch.Tensor, start: int, stop: int, ckpt: Checkpointing | None) -> None:
     window = losses[start:stop]
     if bool(torch.isfinite(window).all()):
@@ -320,14 +332,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
             if checkpoint is not None and done < cfg.iterations:
                 if checkpoint.every and done % checkpoint.every == 0:
                     save(done)
-                stop = interrupted["set"]
-                if dist.is_distributed() and done % cfg.log_every == 0:   # agree, so every process stops together
-                    flag = torch.tensor([float(stop)], device=device)
-                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                    stop = bool(flag.item())
-                elif dist.is_distributed():
-                    stop = False
-                if stop:
+                if _stop_requested(interrupted, done, cfg.log_every, device):
                     save(done)
                     bar.close()
                     raise TrainingInterrupted(checkpoint.path)

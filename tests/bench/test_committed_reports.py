@@ -33,3 +33,14 @@ def test_readme_table_rows_come_from_the_reports():
     reports = "".join((ROOT / folder / "RESULTS.md").read_text() for folder, _ in REPORTS.values())
     rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| resnet")]
     assert rows and all(row in reports for row in rows)
+
+
+def test_speed_page_renders_from_its_measurements():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("loop_speed", ROOT / "benchmarks" / "loop_speed.py")
+    loop_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loop_speed)
+    saved = json.loads((ROOT / "benchmarks" / "results" / "loop-speed.json").read_text())
+    assert (ROOT / "docs" / "SPEED.md").read_text() == loop_speed.render(saved)

@@ -1,7 +1,5 @@
 """A grid evaluates the same teacher in many cells: its accuracy is computed once per weights."""
 
-from types import SimpleNamespace
-
 import torch
 
 from mimir import pipeline as api
@@ -10,8 +8,8 @@ from mimir.engine import Runtime
 from mimir.models import create_model
 
 
-def _run(data, config, key):
-    return SimpleNamespace(eval_set=data, config=config, eval_key=key, progress=False, runtime=Runtime())
+def _accuracy(model, data, config, key):
+    return api._accuracy(model, data, config, Runtime(), False, "", key)
 
 
 def _setup():
@@ -26,18 +24,18 @@ def test_same_weights_same_named_set_is_evaluated_once(monkeypatch):
     real = api.accuracy
     monkeypatch.setattr(api, "accuracy", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(api, "_ACCURACY_MEMO", {})
-    first = api._accuracy(model, _run(data, config, "set-a"), "", shared=True)
+    first = _accuracy(model, data, config, "set-a")
     copy = create_model("resnet20", num_classes=10, in_chans=1)
     copy.load_state_dict(model.state_dict())
-    assert api._accuracy(copy, _run(data, config, "set-a"), "", shared=True) == first
+    assert _accuracy(copy, data, config, "set-a") == first
     assert len(calls) == 1  # identical weights: computed once
 
     with torch.no_grad():
         copy.fc.bias[0] += 1.0
-    api._accuracy(copy, _run(data, config, "set-a"), "", shared=True)  # one changed weight
-    api._accuracy(model, _run(data, config, "set-b"), "", shared=True)  # another evaluation set
-    api._accuracy(model, _run(data, config, None), "", shared=True)  # an unnamed (in-memory) set is never memoised
-    api._accuracy(model, _run(data, config, None), "", shared=True)
+    _accuracy(copy, data, config, "set-a")  # one changed weight
+    _accuracy(model, data, config, "set-b")  # another evaluation set
+    _accuracy(model, data, config, None)  # an unnamed (in-memory) set is never memoised
+    _accuracy(model, data, config, None)
     assert len(calls) == 5
 
 

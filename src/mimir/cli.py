@@ -111,15 +111,13 @@ def recipe_from_args(args) -> "Recipe":
 
 
 def parse_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict of strings; the method's declared options give them their types."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise MimirError(f"--option '{item}' is not KEY=VALUE", "write e.g. --option temperature=4")
-        try:
-            options[key] = float(value) if any(c in value for c in ".e") else int(value)
-        except ValueError:
-            options[key] = value
+        options[key] = value
     return options
 
 

@@ -71,6 +71,7 @@ class Run:
     model: nn.Module | None = None
     summary: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def unlabeled(self) -> UnlabeledImages:
@@ -145,16 +146,15 @@ def measure(run: Run) -> None:
         return
     s = run.summary
     rows = {"teacher": run.teacher, "pruned": run.pruned, "compressed": run.model}
-    for row, model in rows.items():
-        macs, params = count_macs_params(model, run.example)
-        acc = None
-        if run.eval_set is not None:
-            acc = _accuracy(model, run, f"evaluate {row}", shared=row != "compressed")
-        s[row] = {"accuracy": acc, "params": params, "macs": macs}
+    for row, model in rows.items():   # the teacher and the pruned student are the same in every cell of a grid
+        s[row] = measure_model(model, run.eval_set, run.config, run.example, run.runtime, run.progress,
+                               f"evaluate {row}", eval_key=run.eval_key if row != "compressed" else None)
     s["pruned"]["feature_mse"] = feature_mse(run.pruned, run.teacher, run.few, run.config, runtime=run.runtime)
     s["compressed"]["feature_mse"] = feature_mse(run.model, run.teacher, run.few, run.config, runtime=run.runtime)
     s["dropped_blocks"] = run.arch["dropped_blocks"]
     s["train_seconds"] = round(run.seconds["train"], 2)
+    s["wall_seconds"] = round(time.perf_counter() - run.started, 2)
+    s["torch"] = str(torch.__version__)
 
 
 def save(run: Run) -> None:
@@ -180,26 +180,26 @@ def _fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _accuracy(model: nn.Module, run: Run, desc: str, shared: bool) -> float:
-    """Top-1 accuracy; for the teacher and the pruned student computed once per process for
-    identical weights on the same named evaluation set (a grid evaluates them in many cells)."""
-    compute = lambda: accuracy(model, run.eval_set, run.config, progress=run.progress, desc=desc,  # noqa: E731
-                               runtime=run.runtime)
-    if not shared or run.eval_key is None:
+def _accuracy(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles, config: DataConfig, runtime: Runtime,
+              progress: bool, desc: str, eval_key: str | None) -> float:
+    """Top-1 accuracy; with ``eval_key`` (a named evaluation set) computed once per process for
+    identical weights (a grid evaluates the same teacher and pruned student in many cells)."""
+    compute = lambda: accuracy(model, eval_set, config, progress=progress, desc=desc, runtime=runtime)  # noqa: E731
+    if eval_key is None:
         return compute()
-    c = run.config
-    key = (_fingerprint(model), run.eval_key, len(run.eval_set), c.input_size, c.mean, c.std,
-           str(run.runtime.device), run.runtime.precision)
+    key = (_fingerprint(model), eval_key, len(eval_set), config.input_size, config.mean, config.std,
+           str(runtime.device), runtime.precision)
     if key not in _ACCURACY_MEMO:
         _ACCURACY_MEMO[key] = compute()
     return _ACCURACY_MEMO[key]
 
 
-def measure_model(model: nn.Module, eval_set, config: DataConfig, example: torch.Tensor, runtime: Runtime,
-                    progress: bool) -> dict:
+def measure_model(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles | None, config: DataConfig,
+                  example: torch.Tensor, runtime: Runtime, progress: bool, desc: str = "evaluate",
+                  eval_key: str | None = None) -> dict:
     """Accuracy (when there is labelled data), parameters and MACs of one model."""
     macs, params = count_macs_params(model, example)
-    acc = accuracy(model, eval_set, config, progress=progress, runtime=runtime) if eval_set is not None else None
+    acc = None if eval_set is None else _accuracy(model, eval_set, config, runtime, progress, desc, eval_key)
     return {"accuracy": acc, "params": params, "macs": macs}
 
 
@@ -209,7 +209,6 @@ def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object
                ) -> CompressResult:
     """Run every stage of ``recipe``. ``teacher`` / ``data`` / ``eval_data`` are in-memory objects
     that stand in for the recipe's names (the Python API's ``nn.Module`` and image sets)."""
-    started = time.perf_counter()
     if out is not None and not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     runtime = resolve_runtime(recipe.device, recipe.precision, recipe.compile)
@@ -218,11 +217,8 @@ def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object
         run = Run(recipe, runtime, get_method(recipe.method), progress and dist.is_main(),
                   Path(out) if out is not None else None, checkpoint, teacher, data, eval_data)
         run.summary.update(_header(run))
-        for stage in STAGES[:-1]:
+        for stage in STAGES:
             stage(run)
-        if dist.is_main():
-            run.summary.update(wall_seconds=round(time.perf_counter() - started, 2), torch=str(torch.__version__))
-        save(run)
         if checkpoint is not None and dist.is_main():
             checkpoint.path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
         return CompressResult(run.model, run.teacher, run.config, run.arch["dropped_blocks"], run.summary, recipe)

@@ -281,7 +281,7 @@ def _busy(ok: list[dict]) -> str:
             else "wall-clock time unknown (some cells record only a date)")
 
 
-def render_markdown(records: list[dict], results: str, command: str = "", plots: list[str] | None = None) -> str:
+def render_markdown(records: list[dict], results: str, command: str = "") -> str:
     """The text of ``RESULTS.md``: a function of the result lines alone (its date is the last
     cell's), so regenerating it from the same file gives the same text."""
     ok = [r for r in records if r.get("status") == "ok"]
@@ -310,7 +310,7 @@ def render_markdown(records: list[dict], results: str, command: str = "", plots:
                   "training, evaluation).", "",
               "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows),
                                                                               "", "## Plots", ""]
-    lines += [f"![{Path(name).stem}](plots/{name})" for name in (plots if plots is not None else plot_names(rows))]
+    lines += [f"![{Path(name).stem}](plots/{name})" for name in plot_names(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -344,8 +344,9 @@ def write_report(results: str | Path, out_dir: str | Path, command: str = "") ->
     records = read_results(results)
     rows = aggregate(records)
     out_dir = Path(out_dir)
-    plots = plot(rows, out_dir / "plots") if rows else []
+    if rows:
+        plot(rows, out_dir / "plots")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "RESULTS.md"
-    path.write_text(render_markdown(records, str(results), command, [p.name for p in plots]))
+    path.write_text(render_markdown(records, str(results), command))
     return path

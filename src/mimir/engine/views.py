@@ -66,8 +66,6 @@ class CropFlipViews:
     ``RandomCrop(size, padding=p)`` followed by ``RandomHorizontalFlip()``.
     """
 
-    finite = True
-
     def __init__(self, images: torch.Tensor, config: DataConfig, device: torch.device, augment: bool = True) -> None:
         self.size = config.input_size
         self.pad = max(2, self.size // 8) if augment else 0
@@ -112,7 +110,7 @@ class TargetCache:
         """Cache when computing every view once costs fewer teacher passes than the run would
         make (``lookups``) and the table fits in ``budget_bytes``."""
         entries = len(views) * views.num_views
-        return views.finite and entries <= lookups and entries * bytes_per_target <= budget_bytes
+        return entries <= lookups and entries * bytes_per_target <= budget_bytes
 
     @classmethod
     @torch.no_grad()
@@ -138,8 +136,6 @@ class LargeViewStream(IterableDataset):
     DataLoader workers (worker ``w`` makes steps ``w, w + W, ...``; the loader yields them in order).
     Each step seeds torch's generator from ``(seed, step)``, so the views do not depend on the
     number of workers or on where a run was resumed."""
-
-    finite = False
 
     def __init__(self, images: torch.Tensor, config: DataConfig, schedule: BatchSchedule, seed: int,
                  start: int, stop: int) -> None:

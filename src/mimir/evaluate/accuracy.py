@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.folder import LabeledImageFiles, iter_labeled_files
 from mimir.data.transforms import DataConfig, center_crop, normalize
-from mimir.engine.runtime import Runtime
+from mimir.engine.runtime import Runtime, model_device
 
 
 def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
@@ -22,10 +22,7 @@ def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
 
 def _runtime_for(model: nn.Module, runtime: Runtime | None) -> Runtime:
     """The given runtime, or plain fp32 on the device the model's weights are on."""
-    if runtime is not None:
-        return runtime
-    first = next(iter(model.state_dict().values()), None)   # a model may have no weights at all
-    return Runtime(first.device if first is not None else torch.device("cpu"), channels_last=False)
+    return runtime or Runtime(model_device(model), channels_last=False)
 
 
 def _eval_view(images: torch.Tensor, config: DataConfig, runtime: Runtime) -> torch.Tensor:

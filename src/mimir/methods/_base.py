@@ -96,8 +96,8 @@ def check_options(method: str, options: dict) -> dict:
             listing = f"known: {', '.join(sorted(known))}" if known else f"'{method}' takes no options"
             raise MimirError(f"unknown option '{key}' for method '{method}' ({listing})",
                              "fix the --option name, or see 'mimir methods'")
-        try:
-            checked[key] = type(known[key])(value)
+        try:   # numbers arrive as text from --option and as numbers from YAML or Python
+            checked[key] = type(known[key])(float(value))
         except (TypeError, ValueError):
             raise MimirError(f"option {key}={value!r} for method '{method}' is not a number",
                              f"pass e.g. --option {key}={known[key]}") from None

@@ -9,11 +9,8 @@ import torch
 from torch import nn
 
 from mimir.data.transforms import DataConfig, center_crop, normalize
+from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from mimir.data.datasets import UnlabeledImages
 from mimir.data.transforms import DataConfig
 from mimir.engine import Runtime, Task, TrainConfig, train
+from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params, feature_mse
 from mimir.methods._base import register_method
@@ -73,7 +74,7 @@ def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConf
     if not 1 <= k <= len(candidates):
         raise MimirError(f"blocks:auto:{k} asks for {k} of {len(candidates)} droppable blocks",
                          f"choose K between 1 and {len(candidates)}")
-    device = next(teacher.parameters()).device
+    device = model_device(teacher)
     example = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=device)
     teacher_macs = count_macs_params(teacher, example)[0]
     ranking = []

@@ -22,6 +22,10 @@ is printed. Variants:
   teacher's target of every view once) is reported apart from its per-step time; ``@2000`` is the
   rate of a whole 2000-iteration run, setup included.
 - ``mimir-compiled`` (with ``--compile``): the same with ``torch.compile``.
+- ``floor``: what is left of a step when the data, the augmentation, the teacher and all bookkeeping
+  cost nothing: the student's forward, MSE to a fixed precomputed target, backward and fused SGD
+  step on one fixed batch, channels-last, fp32. No loop over these samples can be faster without
+  faster kernels (``torch.compile``, lower precision, another device).
 """
 
 from __future__ import annotations
@@ -130,6 +134,45 @@ def mimir_run(teacher_name: str, samples: int, iterations: int, profile: bool, c
     return {"step_seconds": log.step_seconds / log.steps, "setup_seconds": log.setup_seconds}
 
 
+def floor_step(teacher_name: str, samples: int, iterations: int, profile: bool) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from mimir.data import load_fashion_mnist, sample_indices
+    from mimir.data.transforms import normalize
+    from mimir.export import load_model
+    from mimir.prune import prune
+    from mimir.teachers import bundled_teacher_path
+
+    torch.manual_seed(0)
+    teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
+    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    train = load_fashion_mnist("train")
+    images = train.images[sample_indices(len(train), samples, 0, labels=train.labels)][:min(64, samples)]
+    x = normalize(images.float() / 255, config).contiguous(memory_format=torch.channels_last)
+    teacher.eval()
+    with torch.no_grad():
+        target = teacher.forward_features(x)
+    student = student.to(memory_format=torch.channels_last).train()
+    body = [p for n, p in student.named_parameters() if not n.startswith("fc")]
+    optimizer = torch.optim.SGD(body, lr=0.02, momentum=0.9, weight_decay=1e-4, fused=True)
+
+    def step() -> None:
+        loss = F.mse_loss(student.forward_features(x), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    if profile:
+        return {"profile": _profile(lambda: [step() for _ in range(20)])}
+    started = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return {"step_seconds": (time.perf_counter() - started) / iterations, "setup_seconds": 0.0}
+
+
 def _profile(fn) -> str:
     from torch.profiler import ProfilerActivity, profile
 
@@ -139,8 +182,9 @@ def _profile(fn) -> str:
 
 
 def worker(args) -> None:
-    if args.variant == "plain":
-        out = plain_loop(args.teacher, args.n, args.iterations, args.profile)
+    if args.variant in ("plain", "floor"):
+        out = (plain_loop if args.variant == "plain" else floor_step)(args.teacher, args.n, args.iterations,
+                                                                      args.profile)
     else:
         out = mimir_run(args.teacher, args.n, args.iterations, args.profile, compile=args.variant == "mimir-compiled")
     print("RESULT " + json.dumps(out))
@@ -192,7 +236,7 @@ def main() -> None:
     import torch
 
     before = _before_tree(args.before)
-    variants = ["plain", "before", "mimir"] + (["mimir-compiled"] if args.compile else [])
+    variants = ["plain", "before", "mimir"] + (["mimir-compiled"] if args.compile else []) + ["floor"]
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} threads; channels:0.5 student; "
               f"{args.iterations} timed iterations, median of {args.rounds} rounds; before = {args.before}")
     print(header, flush=True)
@@ -251,7 +295,8 @@ def render(saved: dict) -> str:
         f"measured by `.venv/bin/python {saved['command']}` on {saved['date']} ({saved['machine']}; {saved['header']}).",
         "", "Variants (see the script's docstring): `plain` is a hand-written PyTorch loop (teacher every step, "
         "per-image pad-crop + flip, NCHW, SGD); `before` is mimir's loop before issue 9; `mimir` is the "
-        "`mimir.engine` loop. `setup s` is the one-off cost of computing the teacher's target of every view; "
+        "`mimir.engine` loop; `floor` is the student's own forward, backward and SGD step on one fixed batch "
+        "with a precomputed target (what no loop can beat without faster kernels). `setup s` is the one-off cost of computing the teacher's target of every view; "
         "`@2000` includes it in a 2000-iteration run.", _table(saved["results"]), ""])
 
 

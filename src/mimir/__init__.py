@@ -4,13 +4,13 @@
     result = mimir.compress("resnet20", data="fashion-mnist", samples=500, prune="channels:0.5")
     print(result.summary["compressed"])
     result.save("resnet20_mir.pt")
-    model, data_config, info = mimir.load_model("resnet20_mir.pt")
+    model = mimir.load("resnet20_mir.pt")        # eval mode; model.data_config, model.mimir_info
 """
 
-from mimir.api import CompressResult, compress, evaluate, load_teacher, train_teacher
+from mimir.api import CompressResult, compress, evaluate, export, latency, load_teacher, train_teacher
 from mimir.data import DataConfig
 from mimir.errors import MimirError
-from mimir.export import load_model, save_model
+from mimir.export import load, load_model, save_model
 from mimir.methods import list_methods
 from mimir.models import create_model, list_models, wrap_model
 from mimir.recipe import Recipe, load_recipe
@@ -18,6 +18,6 @@ from mimir.recipe import Recipe, load_recipe
 __version__ = "0.1.0"
 
 __all__ = [
-    "CompressResult", "DataConfig", "MimirError", "Recipe", "compress", "create_model", "evaluate", "list_methods",
-    "list_models", "load_model", "load_recipe", "load_teacher", "save_model", "train_teacher", "wrap_model",
+    "CompressResult", "DataConfig", "MimirError", "Recipe", "compress", "create_model", "evaluate", "export", "latency", "list_methods",
+    "list_models", "load", "load_model", "load_recipe", "load_teacher", "save_model", "train_teacher", "wrap_model",
 ]

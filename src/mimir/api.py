@@ -5,6 +5,8 @@
 >>> result.summary["compressed"]["accuracy"]
 >>> result.save("resnet20_mir.pt")
 >>> mimir.compress(recipe="resnet20_mir.pt")     # make the same model again from its recorded recipe
+>>> mimir.export("resnet20_mir.pt", "resnet20_mir.onnx")             # checked against PyTorch in ONNX Runtime
+>>> mimir.latency("resnet20_mir.pt")["runtimes"]["onnxruntime"]["1"]  # against its teacher, interleaved
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from torch import nn
 from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
 from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
-from mimir.evaluate import latency_ms
+from mimir.evaluate import compare_latency, count_macs_params, latency_ms
+from mimir.evaluate.latency import RUNTIMES
+from mimir.export.checkpoint import FORMAT, load_model, read_checkpoint, save_model
 from mimir.models import is_model, list_models
 from mimir.pipeline import CompressResult, measure_model, run_recipe
 from mimir.recipe import Recipe, load_recipe
 from mimir.resolve import FASHION, IMAGENET, in_memory_name, load_eval_data, load_samples, load_teacher
 
-__all__ = ["CompressResult", "compress", "evaluate", "load_eval_data", "load_samples", "load_teacher", "train_teacher"]
+__all__ = ["CompressResult", "compress", "evaluate", "export", "latency", "load_eval_data", "load_samples",
+           "load_teacher", "train_teacher"]
 
 
 def _name_of(obj: object) -> str:
@@ -56,6 +61,7 @@ def compress(
     checkpoint_every: int = 0,
     resume: bool = False,
     recipe: Recipe | str | Path | None = None,
+    latency: bool = False,
 ) -> CompressResult:
     """Prune ``teacher`` with ``prune``, train the student with ``method`` on ``samples`` images of
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
@@ -70,7 +76,8 @@ def compress(
     settings above (``teacher`` / ``data`` may still pass in-memory objects it refers to).
     ``checkpoint_every`` N writes a resumable checkpoint every N iterations to ``checkpoint`` (default:
     ``out`` + ``.ckpt``); ``resume`` continues from it. Everything is validated before any training
-    starts, and ``out`` is written only at the end.
+    starts, and ``out`` is written only at the end. ``latency`` also times teacher and student in
+    ONNX Runtime (batch 1, one thread, interleaved; ``summary["latency"]``).
     """
     module = teacher if isinstance(teacher, nn.Module) else None
     data_obj = data if isinstance(data, (UnlabeledImages, LabeledImages)) else None
@@ -92,7 +99,7 @@ def compress(
         ckpt = Checkpointing(Path(checkpoint if checkpoint is not None else f"{out}.ckpt"), checkpoint_every, resume,
                              tag=recipe.key)
     return run_recipe(recipe, teacher=module, data=data_obj, eval_data=eval_obj, progress=progress, out=out,
-                      checkpoint=ckpt)
+                      checkpoint=ckpt, latency=latency)
 
 
 def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | LabeledImageFiles = FASHION,
@@ -111,6 +118,95 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
     if latency:
         result["latency_ms"] = latency_ms(net.cpu(), x.cpu())
     return result
+
+
+def _load_shipped(model: str | Path, weights: str | Path | None = None) -> tuple[nn.Module, DataConfig, dict]:
+    """(model, data config, what its file records) for a mimir file, a registry name with its
+    bundled teacher, or a registry name with a weights file."""
+    path = Path(str(model))
+    if weights is None and path.is_file() and read_checkpoint(path).get("format") == FORMAT:
+        return load_model(path)
+    net, config = load_teacher(str(model), weights)
+    return net, config, {}
+
+
+def _parity_inputs(config: DataConfig, info: dict, count: int = 256) -> tuple[torch.Tensor, str]:
+    """Normalised images to compare ONNX Runtime with PyTorch on: the model's own evaluation data,
+    else Fashion-MNIST's test set for 1-channel 28 px models, else random inputs."""
+    from mimir.data.transforms import center_crop, normalize
+    from mimir.evaluate.accuracy import _batches
+
+    name = (info.get("recipe") or {}).get("eval_data")
+    if not (name == FASHION or (name and Path(name).is_dir())):
+        name = FASHION if (config.in_chans, config.input_size) == (1, 28) else None
+    if name is not None:
+        try:
+            data = load_eval_data(name, config)
+            images, _ = next(iter(_batches(data, count)))
+            return normalize(center_crop(images, config.input_size), config), f"{len(images)} images of {name}"
+        except MimirError:
+            pass  # e.g. Fashion-MNIST not installed: fall back to random inputs, and say so
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, config.in_chans, config.input_size, config.input_size, generator=generator)
+    return x, "16 random inputs (no evaluation images known for this model)"
+
+
+EXPORT_FORMATS = ("onnx", "safetensors", "pt")
+
+
+def export(model: str | Path, out: str | Path, format: str | None = None, weights: str | Path | None = None) -> dict:
+    """Write ``model`` (a mimir file, a registry name with its bundled teacher, or a registry name
+    with ``weights``) as ``format``: ``onnx`` (checked against PyTorch in ONNX Runtime; the check's
+    figures are returned), ``safetensors`` or ``pt``. The format defaults to ``out``'s suffix."""
+    from mimir import __version__
+    from mimir.export.onnx import export_onnx
+
+    format = format or Path(out).suffix.lstrip(".")
+    if format not in EXPORT_FORMATS:
+        raise MimirError(f"unknown export format '{format}'", f"use --format {', '.join(EXPORT_FORMATS)}")
+    if not Path(out).parent.exists():
+        raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
+    net, config, info = _load_shipped(model, weights)
+    result = {"model": str(model), "format": format, "out": str(out)}
+    if format != "onnx":
+        save_model(out, net, config, info.get("dropped_blocks", []), info=info)
+        return result
+    recipe = info.get("recipe") or {}
+    metadata = {"mimir_version": __version__, "format": FORMAT, "model": str(model),
+                "teacher": recipe.get("teacher", str(model)), "method": recipe.get("method", "none"),
+                "recipe": recipe, "data_config": config.to_dict()}
+    inputs, described = _parity_inputs(config, info)
+    check = export_onnx(net, config, out, inputs, described, metadata)
+    return {**result, **check.to_dict()}
+
+
+def latency(model: str | Path, against: str | Path | None = None, weights: str | Path | None = None,
+            runtimes: tuple[str, ...] = RUNTIMES, batches: tuple[int, ...] = (1, 64), threads: int = 1,
+            seconds: float = 1.0) -> dict:
+    """Latency of ``model`` against its teacher (``against``, default: the teacher its file records),
+    timed interleaved on the CPU (see :mod:`mimir.evaluate.latency`), and the MAC ratio beside it."""
+    for r in runtimes:
+        if r not in RUNTIMES:
+            raise MimirError(f"unknown runtime '{r}'", "use --runtime torch, onnxruntime or both")
+    if not batches or any(b < 1 for b in batches):
+        raise MimirError(f"batch sizes must be positive (got {list(batches)})", "pass e.g. --batch 1,64")
+    if threads < 1:
+        raise MimirError(f"--threads must be at least 1 (got {threads})", "pass e.g. --threads 1")
+    net, config, info = _load_shipped(model, weights)
+    recipe = info.get("recipe") or {}
+    if against is None:
+        against = recipe.get("teacher")
+        if against is None or str(against).startswith("<"):
+            raise MimirError(f"'{model}' records no teacher to compare with", "pass --against TEACHER")
+        teacher, _ = load_teacher(str(against), recipe.get("weights"))
+    else:
+        teacher, _ = load_teacher(str(against))
+    x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
+    macs, _ = count_macs_params(net, x)
+    teacher_macs, _ = count_macs_params(teacher, x)
+    timing = compare_latency(net, teacher, config, runtimes, batches, threads, seconds)
+    return {"model": str(model), "teacher": str(against), "macs": macs, "teacher_macs": teacher_macs,
+            "macs_ratio": round(macs / teacher_macs, 4), **timing}
 
 
 def train_teacher(model: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,

@@ -92,9 +92,11 @@ def _add_compress(sub) -> None:
                    help="continue the interrupted run from its checkpoint")
     p.add_argument("--json", action="store_true", default=False,
                    help="print the summary as one JSON object on stdout")
+    p.add_argument("--no-latency", action="store_true", default=False,
+                   help="skip timing teacher and student in ONNX Runtime (batch 1, one thread) at the end")
 
 
-_NOT_RECIPE = {"command", "recipe", "option", "out", "checkpoint", "checkpoint_every", "resume", "json"}
+_NOT_RECIPE = {"command", "recipe", "option", "out", "checkpoint", "checkpoint_every", "resume", "json", "no_latency"}
 
 
 def recipe_from_args(args) -> "Recipe":
@@ -130,12 +132,23 @@ def summary_table(summary: dict) -> str:
     rows = [("teacher", summary["teacher"]), ("pruned (before training)", summary["pruned"]),
             (f"compressed ({summary['method']})", summary["compressed"])]
     t_macs, t_params = summary["teacher"]["macs"], summary["teacher"]["params"]
-    head = f"{'model':<28}{'accuracy':>10}{'params':>12}{'MACs':>12}{'of teacher':>12}"
+    lat = summary.get("latency")
+    ms = {"teacher": lat["teacher_ms"], "student": lat["student_ms"]} if lat else {}
+    head = f"{'model':<28}{'accuracy':>10}{'params':>12}{'MACs':>12}{'of teacher':>12}" + (
+        f"{'latency':>12}{'of teacher':>12}" if lat else "")
     lines = [head, "-" * len(head)]
     for label, r in rows:
-        lines.append(f"{label:<28}{_fmt_acc(r['accuracy']):>10}{r['params'] / 1e6:>11.3f}M"
-                     f"{r['macs'] / 1e6:>11.2f}M{100 * r['macs'] / t_macs:>11.1f}%")
+        line = (f"{label:<28}{_fmt_acc(r['accuracy']):>10}{r['params'] / 1e6:>11.3f}M"
+                f"{r['macs'] / 1e6:>11.2f}M{100 * r['macs'] / t_macs:>11.1f}%")
+        if lat:   # the pruned and the compressed student share one architecture, so one latency
+            t = ms["teacher" if label == "teacher" else "student"]
+            line += f"{t:>9.3f} ms{100 * t / ms['teacher']:>11.1f}%"
+        lines.append(line)
     lines.append(f"MACs = multiply-accumulates per image; params of teacher {t_params:,}")
+    if lat:
+        lines.append(f"latency = ONNX Runtime, batch {lat['batch']}, {lat['threads']} thread, CPU; median of teacher "
+                     f"and student timed in turns (spread: IQR {lat['teacher_iqr_ms']:.3f} / "
+                     f"{lat['student_iqr_ms']:.3f} ms); 'mimir latency' for more")
     return "\n".join(lines)
 
 
@@ -151,7 +164,7 @@ def _run_compress(args) -> int:
         print(f"mimir compress: teacher {recipe.teacher}, method {recipe.method}, prune {recipe.prune}, "
               f"{recipe.samples} samples of {recipe.data} (seed {recipe.seed}), {length}", flush=True)
     result = api.compress(recipe=recipe, progress=not args.json, out=out, checkpoint=checkpoint,
-                          checkpoint_every=args.checkpoint_every, resume=args.resume)
+                          checkpoint_every=args.checkpoint_every, resume=args.resume, latency=not args.no_latency)
     if not result.summary:   # a torchrun process other than rank 0: rank 0 reports
         return 0
     summary = result.summary
@@ -201,6 +214,95 @@ def _run_evaluate(args) -> int:
     if "latency_ms" in result:
         line += f", {result['latency_ms']:.2f} ms per image (CPU, median)"
     print(line)
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX (checked in ONNX Runtime), safetensors or .pt",
+                       description="Export MODEL. ONNX files have a dynamic batch dimension and BatchNorm folded "
+                                   "into the convolutions, pass the onnx checker and are run in ONNX Runtime "
+                                   "against PyTorch on real images before they are written.")
+    p.add_argument("model", nargs="?", help="a mimir file, or a registry name with a bundled teacher")
+    p.add_argument("--teacher", help="instead of MODEL: a registry name, with --weights")
+    p.add_argument("--weights", help="plain state-dict file for --teacher (as in compress)")
+    p.add_argument("--format", choices=["onnx", "safetensors", "pt"],
+                   help="default: from --out's suffix")
+    p.add_argument("--out", required=True, help="the file to write (.onnx, .safetensors or .pt)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _model_arg(args) -> str:
+    model = args.model or args.teacher
+    if model is None or (args.model and args.teacher):
+        raise MimirError("give either MODEL or --teacher NAME (with --weights FILE), not both or neither",
+                         f"e.g. mimir {args.command} runs/resnet20_mir.pt")
+    return model
+
+
+def _run_export(args) -> int:
+    from mimir import api
+
+    result = api.export(_model_arg(args), args.out, format=args.format, weights=args.weights)
+    if args.json:
+        print(json.dumps(result))
+    elif result["format"] == "onnx":
+        print(f"{result['out']}: ONNX (opset {_opset()}, dynamic batch, BatchNorm nodes left: "
+              f"{result['batchnorm_left']}); ONNX Runtime vs PyTorch on {result['inputs']}: max |logit difference| "
+              f"{result['max_abs_diff']:.3g} ({result['relative_diff']:.2g} of the logit scale), "
+              f"top-1 agreement {result['top1_agreement']:.2f} %")
+    else:
+        print(f"{result['out']}: written as {result['format']}")
+    return 0
+
+
+def _opset() -> int:
+    from mimir.export.onnx import OPSET
+
+    return OPSET
+
+
+def _add_latency(sub) -> None:
+    p = sub.add_parser("latency", help="time a compressed model against its teacher (interleaved, CPU)",
+                       description="Teacher and student are timed in turns in one process, so that their ratio "
+                                   "holds on a noisy machine; prints medians, spreads, the latency ratio and the "
+                                   "MAC ratio.")
+    p.add_argument("model", nargs="?", help="a mimir file (or a registry name with --against)")
+    p.add_argument("--teacher", help="instead of MODEL: a registry name, with --weights")
+    p.add_argument("--weights", help="plain state-dict file for --teacher")
+    p.add_argument("--against", help="the teacher to compare with (default: the one the file records)")
+    p.add_argument("--runtime", default="both", choices=["torch", "onnxruntime", "both"])
+    p.add_argument("--batch", default="1,64", help="batch sizes, comma-separated (default: 1,64)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default: 1, the compute-bound figure; small models are fastest on one)")
+    p.add_argument("--seconds", type=float, default=1.0, help="timing per runtime and batch size (default: 1)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise MimirError(f"{flag} '{text}' is not a comma-separated list of integers", f"pass e.g. {flag} 1,64") from None
+
+
+def _run_latency(args) -> int:
+    from mimir import api
+
+    runtimes = ("onnxruntime", "torch") if args.runtime == "both" else (args.runtime,)
+    result = api.latency(_model_arg(args), against=args.against, weights=args.weights, runtimes=runtimes,
+                         batches=_int_list(args.batch, "--batch"), threads=args.threads, seconds=args.seconds)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']} against {result['teacher']}: MACs {result['macs'] / 1e6:.2f}M vs "
+          f"{result['teacher_macs'] / 1e6:.2f}M (ratio {result['macs_ratio']:.3f}); {result['threads']} thread(s)")
+    head = f"{'runtime':<13}{'batch':>6}{'teacher ms':>12}{'(IQR)':>9}{'student ms':>12}{'(IQR)':>9}" \
+           f"{'latency ratio':>15}{'MAC ratio':>11}"
+    print(head + "\n" + "-" * len(head))
+    for runtime, per_batch in result["runtimes"].items():
+        for batch, r in per_batch.items():
+            print(f"{runtime:<13}{batch:>6}{r['teacher_ms']:>12.3f}{r['teacher_iqr_ms']:>9.3f}{r['student_ms']:>12.3f}"
+                  f"{r['student_iqr_ms']:>9.3f}{r['latency_ratio']:>15.3f}{result['macs_ratio']:>11.3f}")
     return 0
 
 
@@ -299,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compress(sub)
     _add_evaluate(sub)
+    _add_export(sub)
+    _add_latency(sub)
     _add_train_teacher(sub)
     _add_bench(sub)
     _add_report(sub)
@@ -306,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "train-teacher": _run_train_teacher,
+_RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "export": _run_export, "latency": _run_latency,
+            "train-teacher": _run_train_teacher,
             "bench": _run_bench, "report": _run_report,
             "models": _run_models, "methods": _run_methods}
 

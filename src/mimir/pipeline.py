@@ -22,7 +22,7 @@ from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledIm
 from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
-from mimir.evaluate import accuracy, count_macs_params, feature_mse
+from mimir.evaluate import accuracy, compare_latency, count_macs_params, feature_mse
 from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
 from mimir.prune import parse_scheme, prune
@@ -57,6 +57,7 @@ class Run:
     progress: bool = True
     out: Path | None = None
     checkpoint: Checkpointing | None = None
+    latency: bool = False                            # time teacher and student in ONNX Runtime (measure)
     teacher_module: nn.Module | None = None          # an in-memory teacher given to the API
     data_source: object = None                       # in-memory samples given to the API
     eval_source: object = "auto"
@@ -152,6 +153,8 @@ def measure(run: Run) -> None:
     s["pruned"]["feature_mse"] = feature_mse(run.pruned, run.teacher, run.few, run.config, runtime=run.runtime)
     s["compressed"]["feature_mse"] = feature_mse(run.model, run.teacher, run.few, run.config, runtime=run.runtime)
     s["dropped_blocks"] = run.arch["dropped_blocks"]
+    if run.latency:
+        s["latency"] = measure_latency(run.model, run.teacher, run.config)
     s["train_seconds"] = round(run.seconds["train"], 2)
     s["wall_seconds"] = round(time.perf_counter() - run.started, 2)
     s["torch"] = str(torch.__version__)
@@ -203,19 +206,37 @@ def measure_model(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles 
     return {"accuracy": acc, "params": params, "macs": macs}
 
 
+LATENCY = {"runtime": "onnxruntime", "batch": 1, "threads": 1}
+
+
+def measure_latency(model: nn.Module, teacher: nn.Module, config: DataConfig) -> dict | None:
+    """Teacher and student latency in ONNX Runtime (batch 1, one thread, interleaved), or None with
+    a warning when the model cannot be exported (the trained model is not lost for that)."""
+    import warnings
+
+    try:
+        timing = compare_latency(model, teacher, config, (LATENCY["runtime"],), (LATENCY["batch"],),
+                                 LATENCY["threads"])
+    except MimirError as err:
+        warnings.warn(f"latency not measured: {err}")
+        return None
+    return {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
+
+
 # ----------------------------------------------------------------------------- running
 def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object = None, eval_data: object = "auto",
-               progress: bool = True, out: str | Path | None = None, checkpoint: Checkpointing | None = None
-               ) -> CompressResult:
+               progress: bool = True, out: str | Path | None = None, checkpoint: Checkpointing | None = None,
+               latency: bool = False) -> CompressResult:
     """Run every stage of ``recipe``. ``teacher`` / ``data`` / ``eval_data`` are in-memory objects
-    that stand in for the recipe's names (the Python API's ``nn.Module`` and image sets)."""
+    that stand in for the recipe's names (the Python API's ``nn.Module`` and image sets); ``latency``
+    also times teacher and student in ONNX Runtime (``summary["latency"]``)."""
     if out is not None and not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     runtime = resolve_runtime(recipe.device, recipe.precision, recipe.compile)
     owned = dist.init_from_env(runtime.device)
     try:
         run = Run(recipe, runtime, get_method(recipe.method), progress and dist.is_main(),
-                  Path(out) if out is not None else None, checkpoint, teacher, data, eval_data)
+                  Path(out) if out is not None else None, checkpoint, latency, teacher, data, eval_data)
         run.summary.update(_header(run))
         for stage in STAGES:
             stage(run)

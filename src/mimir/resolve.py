@@ -88,7 +88,7 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
         if weights is not None:
             load_state(net, _plain_state(read_checkpoint(weights)), f"weights file '{weights}'")
         return load_teacher(net, None, feature_layer, data_config or _guess_config(net))
-    if Path(teacher).suffix in (".pt", ".pth") or Path(teacher).exists():
+    if Path(teacher).suffix in (".pt", ".pth", ".safetensors") or Path(teacher).exists():
         model, config, _ = load_model(teacher)
         return _with_feature_layer(model, feature_layer), data_config or config
     raise MimirError(f"unknown model '{teacher}'",

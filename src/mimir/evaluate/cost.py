@@ -1,7 +1,8 @@
 """Parameters, multiply-accumulates and CPU latency.
 
 MACs (multiply-accumulates, what fvcore/thop call "FLOPs") are counted by Torch-Pruning's
-``count_ops_and_params``; latency is the median of ``torch.utils.benchmark``'s timed runs.
+``count_ops_and_params``; latency is the median of timed runs (see :mod:`mimir.evaluate.latency`,
+which also times a student against its teacher).
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[in
     return int(macs), int(params)
 
 
-@torch.no_grad()
-def latency_ms(model: nn.Module, example_input: torch.Tensor, min_run_time: float = 1.0,
-               threads: int | None = None) -> float:
-    """Median wall time of one forward pass on ``example_input``, in milliseconds."""
-    from torch.utils import benchmark  # imported here: it drags in cpp_extension, which warns at import
+def latency_ms(model: nn.Module, example_input: torch.Tensor, seconds: float = 1.0, threads: int = 1) -> float:
+    """Median wall time of one eval-mode forward pass on ``example_input`` (CPU, PyTorch eager,
+    ``threads`` threads), in milliseconds."""
+    from mimir.evaluate.latency import _torch_call, time_interleaved, torch_threads
 
     was_training = model.training
     model.eval()
-    timer = benchmark.Timer("model(x)", globals={"model": model, "x": example_input},
-                            num_threads=threads or torch.get_num_threads())
-    model(example_input)  # warm-up
-    ms = timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
-    model.train(was_training)
-    return ms
+    try:
+        with torch_threads(threads):
+            return time_interleaved({"model": _torch_call(model, example_input)}, seconds=seconds)["model"].median_ms
+    finally:
+        model.train(was_training)

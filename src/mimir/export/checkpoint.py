@@ -6,17 +6,23 @@ A mimir file is a plain dict, readable with ``torch.load(path, weights_only=True
      "architecture": {"dropped_blocks": [...], "layers": {name: shape}}, "state_dict": {...},
      "info": {...}}
 
-Loading rebuilds the base model from the registry (or from the module the caller passes for a
-user's own model), reshapes it with the architecture, then loads the weights strictly.
-Writes are atomic: a file is either complete or absent.
+or, for a path ending in ``.safetensors``, the same as a safetensors file: the state dict as its
+tensors and every other entry as JSON text in its metadata (readable without PyTorch's pickle
+format at all). Loading rebuilds the base model from the registry (or from the module the caller
+passes for a user's own model; a file of a user's model records the ``MODULE:CALLABLE`` that built
+it, which is imported as ``--teacher MODULE:CALLABLE`` would be), reshapes it with the
+architecture, then loads the weights strictly. No code is stored in a file and nothing is
+unpickled. Writes are atomic: a file is either complete or absent.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -30,15 +36,24 @@ from mimir.prune._arch import describe
 FORMAT = "mimir/1"
 
 
+SAFETENSORS = ".safetensors"
+_JSON_ENTRIES = ("model_kwargs", "data_config", "architecture", "info")
+
+
 def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise MimirError(f"output folder '{path.parent}' does not exist", "create it or choose another --out")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
@@ -51,7 +66,8 @@ def atomic_save(obj: object, path: str | Path) -> Path:
 
 def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, dropped_blocks: list[str] | None = None,
                info: dict | None = None) -> Path:
-    """Write ``model`` (a registry model, possibly pruned) as a mimir file."""
+    """Write ``model`` (a registry model, possibly pruned) as a mimir file: a ``torch.save`` dict,
+    or a safetensors file when ``path`` ends in ``.safetensors``."""
     payload = {
         "format": FORMAT,
         "model": getattr(model, "model_name", "custom"),
@@ -62,7 +78,51 @@ def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, drop
                        for k, v in model.state_dict().items()},
         "info": json.loads(json.dumps(info or {}, default=str)),  # plain types only: weights_only-safe
     }
+    if str(path).endswith(SAFETENSORS):
+        return _save_safetensors(payload, path)
     return atomic_save(payload, path)
+
+
+def _save_safetensors(payload: dict, path: str | Path) -> Path:
+    from safetensors.torch import save
+
+    metadata = {"format": payload["format"], "model": payload["model"]}
+    metadata.update({k: json.dumps(payload[k]) for k in _JSON_ENTRIES})
+    blob = save(payload["state_dict"], metadata=metadata)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def _kind(path: Path) -> str:
+    """"safetensors" (an 8-byte header length, then the JSON header), "torch" (a torch.save zip
+    archive or legacy pickle) or "other"."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "torch" if head[:2] == b"PK" or head[:1] == b"\x80" else "other"
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MimirError(f"'{path}' is not a readable safetensors file ({first[:120]})",
+                         "the file is damaged or incomplete: write it again") from None
+    if "format" not in metadata:  # a plain safetensors state dict (e.g. from timm or Hugging Face)
+        return tensors
+    payload = {"format": metadata["format"], "model": metadata.get("model"), "state_dict": tensors}
+    for key in _JSON_ENTRIES:
+        try:
+            payload[key] = json.loads(metadata[key])
+        except (KeyError, ValueError):
+            raise MimirError(f"'{path}' has no valid '{key}' entry in its metadata",
+                             "the file was changed after mimir wrote it: write it again") from None
+    return payload
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -70,12 +130,25 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise MimirError(f"checkpoint '{path}' does not exist", "check the path, or give a model name")
+    kind = _kind(path)
+    if kind == "safetensors":
+        return _read_safetensors(path)
+    if kind == "other":
+        raise MimirError(f"'{path}' is neither a PyTorch (torch.save) nor a safetensors file",
+                         "pass a file written by mimir or torch.save(model.state_dict())")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights_only" not in str(err).lower() and "unsupported global" not in str(err).lower():
+            raise MimirError(f"'{path}' is not a readable weights file (damaged pickle data)",
+                             "the file is damaged or incomplete: write it again") from None
+        raise MimirError(f"'{path}' holds pickled Python objects (e.g. a whole nn.Module), which mimir never "
+                         "unpickles", "save model.state_dict() instead (or a file written by mimir)") from None
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file; all mean "unreadable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MimirError(f"'{path}' is not a readable weights file ({first[:120]})",
-                         "pass a file written by mimir or torch.save(model.state_dict())") from None
+                         "the file is damaged or incomplete: write it again, or pass a file written by mimir "
+                         "or torch.save(model.state_dict())") from None
     if not isinstance(payload, dict):
         raise MimirError(f"'{path}' does not hold a state dict", "save weights with torch.save(model.state_dict())")
     return payload
@@ -114,8 +187,27 @@ def load_model(path: str | Path, base: nn.Module | None = None) -> tuple[nn.Modu
     if payload.get("format") != FORMAT:
         raise MimirError(f"'{path}' is not a mimir model file",
                          "for plain weights give the model name too (--teacher NAME --weights FILE)")
-    if base is None:
-        base = _rebuild_base(payload, path)
-    model = apply_architecture(base, payload["architecture"])
+    try:
+        config = DataConfig.from_dict(payload["data_config"])
+        if base is None:
+            base = _rebuild_base(payload, path)
+        model = apply_architecture(base, payload["architecture"])
+        info = dict(payload.get("info", {}))
+    except MimirError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise MimirError(f"'{path}' describes a model that cannot be built ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120] if str(err) else ''})",
+                         "the file was changed after mimir wrote it: write it again") from None
     load_state(model, payload["state_dict"], f"checkpoint '{path}'")
-    return model.eval(), DataConfig.from_dict(payload["data_config"]), dict(payload.get("info", {}))
+    return model.eval(), config, info
+
+
+def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
+    """A saved mimir model (``.pt`` or ``.safetensors``), ready to use: in eval mode, with its data
+    configuration (input size, mean, std) as ``model.data_config`` and what the file records about
+    it (recipe, accuracies) as ``model.mimir_info``."""
+    model, config, info = load_model(path, base)
+    model.data_config = config
+    model.mimir_info = info
+    return model

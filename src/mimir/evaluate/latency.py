@@ -1,0 +1,130 @@
+"""Latency of a student against its teacher, in PyTorch and in ONNX Runtime.
+
+A shared machine makes single latency figures swing 2-3x between calls, but it slows two models
+timed *in turns* alike. So teacher and student are timed interleaved in one process (rounds of
+teacher, student, student, teacher, ...), after a warm-up, until both have at least ``rounds``
+samples and ``seconds`` of timing; each sample averages enough calls to last a few milliseconds.
+The median of the samples is the latency, the interquartile range its spread, and the ratio of the
+two medians is what compression bought.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from mimir.data.transforms import DataConfig
+
+RUNTIMES = ("torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call: median and quartiles of the timed samples."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @classmethod
+    def of(cls, samples: list[float]) -> "Timing":
+        q1, median, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
+        return cls(median, q1, q3)
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """``torch.set_num_threads(threads)`` for the block, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int = 15, seconds: float = 1.0,
+                     sample_ms: float = 5.0) -> dict[str, Timing]:
+    """Time every call in turns (the order alternates each round); see the module docstring."""
+    repeats = {}
+    for name, call in calls.items():
+        call()                                   # warm-up (first-run allocations, ORT's lazy set-up)
+        started = time.perf_counter()
+        call()
+        once = max(time.perf_counter() - started, 1e-6)
+        repeats[name] = max(1, round(sample_ms / 1e3 / once))
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    started = time.perf_counter()
+    done = 0
+    while done < rounds or time.perf_counter() - started < seconds:
+        for name in (names if done % 2 == 0 else names[::-1]):
+            call, n = calls[name], repeats[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                call()
+            samples[name].append((time.perf_counter() - t0) / n * 1e3)
+        done += 1
+    return {name: Timing.of(s) for name, s in samples.items()}
+
+
+def _example(config: DataConfig, batch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, config.in_chans, config.input_size, config.input_size, generator=generator)
+
+
+def _torch_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def call():
+        with torch.inference_mode():
+            return model(x)
+    return call
+
+
+def _ort_call(session, x: torch.Tensor) -> Callable[[], object]:
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def compare_latency(student: nn.Module, teacher: nn.Module, config: DataConfig,
+                    runtimes: Iterable[str] = RUNTIMES, batches: Iterable[int] = (1, 64), threads: int = 1,
+                    seconds: float = 1.0) -> dict:
+    """Teacher and student latency, interleaved, for every runtime and batch size, on the CPU.
+
+    Returns ``{"threads": N, "runtimes": {runtime: {str(batch): {"teacher_ms", "student_ms",
+    "teacher_iqr_ms", "student_iqr_ms", "latency_ratio"}}}}``. ONNX Runtime runs the files
+    :func:`mimir.export.onnx.onnx_bytes` writes (BatchNorm folded, every graph optimisation);
+    PyTorch runs the eval-mode modules eagerly, fp32, contiguous memory."""
+    from mimir.export.onnx import onnx_bytes, ort_session
+
+    models = {"teacher": copy.deepcopy(teacher).cpu().float().eval(),
+              "student": copy.deepcopy(student).cpu().float().eval()}
+    out: dict = {"threads": threads, "runtimes": {}}
+    for runtime in runtimes:
+        if runtime == "onnxruntime":
+            sessions = {k: ort_session(onnx_bytes(m, config), threads) for k, m in models.items()}
+        per_batch = {}
+        for batch in batches:
+            x = _example(config, batch)
+            if runtime == "torch":
+                calls = {k: _torch_call(m, x) for k, m in models.items()}
+            else:
+                calls = {k: _ort_call(s, x) for k, s in sessions.items()}
+            with torch_threads(threads):
+                timing = time_interleaved(calls, seconds=seconds)
+            t, s = timing["teacher"], timing["student"]
+            per_batch[str(batch)] = {"teacher_ms": round(t.median_ms, 4), "student_ms": round(s.median_ms, 4),
+                                     "teacher_iqr_ms": round(t.iqr_ms, 4), "student_iqr_ms": round(s.iqr_ms, 4),
+                                     "latency_ratio": round(s.median_ms / t.median_ms, 4)}
+        out["runtimes"][runtime] = per_batch
+    return out

@@ -21,7 +21,7 @@ def _error(capsys) -> str:
 
 def test_compress_json_then_evaluate(tmp_path, capsys):
     out = tmp_path / "s.pt"
-    assert main(["compress", "--samples", "50", "--iterations", "20", "--seed", "1", "--out", str(out), "--json"]) == 0
+    assert main(["compress", "--no-latency", "--samples", "50", "--iterations", "20", "--seed", "1", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["samples"] == 50 and summary["iterations"] == 20 and summary["method"] == "mir"
     for row in ("teacher", "pruned", "compressed"):
@@ -35,11 +35,24 @@ def test_compress_json_then_evaluate(tmp_path, capsys):
     assert ev["macs"] == summary["compressed"]["macs"]
 
 
-def test_compress_prints_a_table(capsys):
+def test_compress_prints_a_table_with_latency(capsys):
     assert main(["compress", "--samples", "20", "--iterations", "5", "--eval-data", "none"]) == 0
-    out = capsys.readouterr().out
-    for word in ("teacher", "pruned (before training)", "compressed (mir)", "MACs", "5 iterations"):
-        assert word in out
+    captured = capsys.readouterr()
+    for word in ("teacher", "pruned (before training)", "compressed (mir)", "MACs", "5 iterations", "latency",
+                 "ONNX Runtime, batch 1, 1 thread"):
+        assert word in captured.out
+    rows = [line for line in captured.out.splitlines() if line.startswith(("teacher ", "compressed"))]
+    assert len(rows) == 2 and all(" ms " in row for row in rows)
+    assert "CUDA_HOME" not in captured.err and "warning" not in captured.err.lower()
+
+
+def test_compress_json_has_latency_unless_skipped(capsys):
+    assert main(["compress", "--samples", "8", "--iterations", "2", "--eval-data", "none", "--json"]) == 0
+    lat = json.loads(capsys.readouterr().out)["latency"]
+    assert lat["runtime"] == "onnxruntime" and lat["batch"] == 1 and 0 < lat["latency_ratio"] < 2
+    assert main(["compress", "--samples", "8", "--iterations", "2", "--eval-data", "none", "--json",
+                 "--no-latency"]) == 0
+    assert "latency" not in json.loads(capsys.readouterr().out)
 
 
 def test_compress_from_an_unlabeled_folder(tmp_path, capsys, fmnist_train):
@@ -47,7 +60,7 @@ def test_compress_from_an_unlabeled_folder(tmp_path, capsys, fmnist_train):
     folder.mkdir()
     for i in range(12):
         Image.fromarray(fmnist_train.images[i, 0].numpy()).convert("RGB").save(folder / f"{i}.jpg")
-    assert main(["compress", "--data", str(folder), "--samples", "10", "--iterations", "3", "--json"]) == 0
+    assert main(["compress", "--no-latency", "--data", str(folder), "--samples", "10", "--iterations", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["compressed"]["accuracy"] is None and summary["samples"] == 10
 
@@ -81,7 +94,7 @@ BAD = {
     "unknown method": (lambda t: ["--method", "magic"], "unknown method 'magic'"),
     "mismatched checkpoint": (lambda t: ["--teacher", "resnet56", "--weights", str(_mismatched_weights(t))],
                               "does not match the architecture"),
-    "not a checkpoint": (lambda t: ["--teacher", "resnet20", "--weights", str(_garbage(t))], "not a readable"),
+    "not a checkpoint": (lambda t: ["--teacher", "resnet20", "--weights", str(_garbage(t))], "neither a PyTorch"),
     "missing checkpoint": (lambda t: ["--teacher", str(t / "nope.pt")], "does not exist"),
     "feature layer": (lambda t: ["--feature-layer", "layer9"], "no layer named 'layer9'"),
     "no bundled teacher": (lambda t: ["--teacher", "vgg16_bn"], "no trained teacher is bundled"),
@@ -99,7 +112,7 @@ def _garbage(tmp_path):
 def test_bad_input(tmp_path, capsys, case):
     make_args, expected = BAD[case]
     out = tmp_path / "never.pt"
-    args = ["compress", "--iterations", "2", "--samples", "10", "--out", str(out)] + make_args(tmp_path)
+    args = ["compress", "--no-latency", "--iterations", "2", "--samples", "10", "--out", str(out)] + make_args(tmp_path)
     assert main(args) == 2
     assert expected in _error(capsys)
     assert not out.exists()
@@ -157,7 +170,7 @@ def test_users_own_model_from_the_command_line(tmp_path, monkeypatch, capsys):
     for i in range(8):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     out = tmp_path / "small.pt"
-    assert main(["compress", "--teacher", "my_net:build", "--input-size", "32", "--data", str(folder),
+    assert main(["compress", "--no-latency", "--teacher", "my_net:build", "--input-size", "32", "--data", str(folder),
                  "--samples", "8", "--iterations", "3", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["compressed"]["params"] < summary["teacher"]["params"]
@@ -205,7 +218,7 @@ def test_bad_runtime_flags_are_one_line(capsys, flag, expected):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_runs_on_cpu(capsys, precision):
-    assert main(["compress", "--samples", "8", "--iterations", "2", "--device", "cpu", "--precision", precision,
+    assert main(["compress", "--no-latency", "--samples", "8", "--iterations", "2", "--device", "cpu", "--precision", precision,
                  "--eval-data", "none", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["device"].endswith(precision) and summary["compressed"]["feature_mse"] < 10

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = ["compress", "--samples", "16", "--batch-size", "16", "--eval-data", "none", "--device", "cpu", "--seed", "1",
+RUN = ["compress", "--no-latency", "--samples", "16", "--batch-size", "16", "--eval-data", "none", "--device", "cpu", "--seed", "1",
        "--json"]
 
 

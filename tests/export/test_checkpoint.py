@@ -48,7 +48,7 @@ def test_weights_of_another_architecture_are_refused():
 
 def test_non_checkpoint_is_refused(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
-    with pytest.raises(MimirError, match="not a readable weights file"):
+    with pytest.raises(MimirError, match="neither a PyTorch"):
         read_checkpoint(tmp_path / "x.pt")
 
 

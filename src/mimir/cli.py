@@ -74,7 +74,12 @@ def _add_compress(sub) -> None:
     p.add_argument("--seed", type=int, help="seed for the sample draw and training (default: 0)")
     p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
     p.add_argument("--prune",
-                   help="channels:R, blocks:NAME,NAME, or blocks:auto:K with --method practise (default: channels:0.5)")
+                   help="channels:R (inner channels), channels-all:R (also those residual additions tie, but not "
+                        "the pre-pool map's), blocks:NAME,NAME, or blocks:auto:K with --method practise "
+                        "(default: channels:0.5)")
+    p.add_argument("--round-to", type=int, metavar="K",
+                   help="with channels:R / channels-all:R: keep a multiple of K channels in every pruned layer "
+                        "(CPU kernels work on blocks of 8 or 16 channels)")
     p.add_argument("--method", help="compression method (default: mir); see 'mimir methods'")
     p.add_argument("--iterations", type=int, help="training iterations (default: 2000)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: 64; min(64, samples) in effect)")

@@ -125,7 +125,7 @@ def prune_student(run: Run) -> None:
         scheme = parse_scheme("blocks:" + ",".join(names))
         run.summary["ranking"] = ranking
         run.seconds["select"] = time.perf_counter() - started
-    run.student, run.arch = prune(run.teacher, scheme, run.example)
+    run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=run.recipe.round_to)
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
 

@@ -36,6 +36,7 @@ class Recipe:
     seed: int = 0
     balanced: bool = False
     prune: str = "channels:0.5"
+    round_to: int | None = None         # channel schemes: keep a multiple of this many channels per layer
     method: str = "mir"
     options: Mapping[str, Any] = field(default_factory=dict)
     iterations: int = 2000
@@ -74,6 +75,10 @@ class Recipe:
         method = get_method(self.method)
         need(self.iterations >= 1 or not method.iterative, "iterations", "must be at least 1")
         scheme = parse_scheme(self.prune)
+        if self.round_to is not None:
+            need(isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1,
+                 "round_to", "must be a positive integer")
+            need(scheme.kind != "blocks", "round_to", f"applies to channel pruning, not to --prune {self.prune}")
         if method.selects_blocks != bool(scheme.auto_k):
             raise MimirError(f"--method {self.method} does not fit --prune {self.prune}",
                              "PRACTISE chooses the blocks itself: use --method practise with --prune blocks:auto:K, "
@@ -118,7 +123,8 @@ class Recipe:
         return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        return f"{self.teacher} {self.prune} {self.method} n={self.samples} seed={self.seed}"
+        rounded = f" round_to={self.round_to}" if self.round_to else ""
+        return f"{self.teacher} {self.prune}{rounded} {self.method} n={self.samples} seed={self.seed}"
 
 
 def recipe_defaults() -> dict:

@@ -13,6 +13,7 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
         prune: [channels:0.5]
         methods: [none, bp, kd, fskd, cd, cd-ft, mir, mir-postpool]
         samples: [50, 100, 500, 1000]
+        round_to: 8                # optional: keep a multiple of 8 channels per pruned layer
 
 Every problem is reported in one line naming the key, e.g. ``grid[1].samples: must be a list of
 positive integers``.
@@ -27,7 +28,7 @@ from mimir.errors import MimirError
 from mimir.recipe import Recipe
 
 _TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
-_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options"}
+_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to"}
 
 
 @dataclass
@@ -129,6 +130,7 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
         row_seeds = _ints(row.get("seeds", seeds), f"{at}.seeds", minimum=0)
         row_iterations = _ints(row.get("iterations", iterations), f"{at}.iterations")[0]
         row_options = {**options, **(row.get("options") or {})}
+        round_to = _ints(row["round_to"], f"{at}.round_to")[0] if "round_to" in row else None
         for scheme in schemes:
             auto = parse_scheme(scheme).auto_k > 0
             for method in methods:
@@ -140,7 +142,7 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
                 for seed in row_seeds:
                     for method in methods:
                         cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed, row_iterations,
-                                           batch_size, data, eval_data, input_size, row_options))
+                                           batch_size, data, eval_data, input_size, row_options, round_to))
         for key in row_options:
             if not any(key in get_method(m).options for m in methods):
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
@@ -158,11 +160,11 @@ def method_options(method: str, options: dict) -> dict:
 
 def _cell(at: str, teacher: str, weights: str | None, scheme: str, method: str, samples: int, seed: int,
           iterations: int, batch_size: int, data: str, eval_data: str | None, input_size: int | None,
-          options: dict) -> Recipe:
+          options: dict, round_to: int | None = None) -> Recipe:
     try:
         return Recipe(teacher=teacher, weights=weights, prune=scheme, method=method, samples=samples, seed=seed,
                       iterations=iterations, batch_size=batch_size, data=data, eval_data=eval_data,
-                      input_size=input_size, options=method_options(method, options))
+                      input_size=input_size, options=method_options(method, options), round_to=round_to)
     except MimirError as err:
         raise _fail(at, err.problem) from None
 

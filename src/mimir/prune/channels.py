@@ -5,6 +5,12 @@ for a user's model, every conv not coupled to the pre-pool map), the ``round(R *
 the smallest L1 norm are removed together with everything coupled to them (BN, the next conv's
 input channels, depthwise partners). Surviving weights are the teacher's. A group that would reach
 the classifier's input is refused, so the head always fits unchanged.
+
+``scope="all"`` (``channels-all:R``) also prunes the channels that residual additions tie together
+(a ResNet stage's stem/shortcut/block-output width: the additions and activations shrink too),
+except the group that reaches the pre-pool map. ``round_to=K`` keeps a multiple of K channels in
+every pruned layer (the nearest one, at least K): CPU convolution kernels work on blocks of 8 or
+16 channels, so widths off those multiples cost time the MACs do not show.
 """
 
 from __future__ import annotations
@@ -32,8 +38,20 @@ def _record(kept: dict[str, list[int]], name: str, size: int, removed: list[int]
     kept[name] = [c for i, c in enumerate(before) if i not in gone]
 
 
-def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) -> dict:
-    """Prune ``model`` in place.
+def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> int:
+    """How many of ``channels`` survive pruning at ``ratio`` (at least one; with ``round_to`` K,
+    the nearest multiple of K, at least K and at most ``channels``). Like Torch-Pruning's
+    ``round_to``, which rounds down, but never to zero."""
+    keep = max(1, channels - round(ratio * channels))
+    if round_to:
+        keep = min(channels, max(round_to, round_to * round(keep / round_to)))
+    return keep
+
+
+def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, scope: str = "inner",
+                   round_to: int | None = None) -> dict:
+    """Prune ``model`` in place (``scope``: ``"inner"`` channels only, or ``"all"`` but those of the
+    pre-pool map; ``round_to``: see :func:`kept_channels`).
 
     Returns ``{"out": {layer: kept teacher channels}, "in": {layer: kept teacher input channels}}``
     for every conv / BN / linear layer that lost channels (what FSKD and CD compare against).
@@ -44,9 +62,9 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) 
     classifier = model.get_submodule(model.classifier_name)
     graph = tp.DependencyGraph().build_dependency(target, example_inputs=example_input, verbose=False)
     names = {m: n for n, m in model.named_modules()}
-    candidates = model.prunable_convs()
+    candidates = model.prunable_convs() if scope == "inner" else None
     explicit = candidates is not None
-    if not explicit:  # a user's model: every plain conv not coupled to the pre-pool map
+    if not explicit:  # a user's model, or scope "all": every plain conv not coupled to the pre-pool map
         candidates = [n for n, m in model.named_modules() if _is_plain_conv(m)]
     kept: dict[str, dict[str, list[int]]] = {"out": {}, "in": {}}
     done: set[nn.Module] = set()
@@ -55,7 +73,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor) 
         if conv in done:
             continue
         channels = conv.out_channels
-        n_prune = min(channels - 1, round(ratio * channels))
+        n_prune = channels - kept_channels(channels, ratio, round_to)
         if n_prune == 0:
             continue
         l1 = conv.weight.detach().abs().flatten(1).sum(1)

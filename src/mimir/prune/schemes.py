@@ -1,7 +1,8 @@
 """Pruning schemes that turn a teacher into a student whose pre-pool map fits the teacher's head.
 
-Schemes are strings: ``channels:R`` (L1 filter pruning of inner channels at ratio R) and
-``blocks:NAME,NAME`` (drop residual blocks). :func:`prune` returns the student and a
+Schemes are strings: ``channels:R`` (L1 filter pruning of inner channels at ratio R),
+``channels-all:R`` (also the channels residual additions tie together, but not the pre-pool map's)
+and ``blocks:NAME,NAME`` (drop residual blocks). :func:`prune` returns the student and a
 description of its architecture (see :mod:`mimir.prune._arch`).
 """
 
@@ -20,28 +21,28 @@ from mimir.prune.channels import prune_channels
 
 @dataclass(frozen=True)
 class Scheme:
-    kind: str  # "channels" or "blocks"
+    kind: str  # "channels", "channels-all" or "blocks"
     ratio: float = 0.0
     blocks: tuple[str, ...] = ()
     auto_k: int = 0  # blocks:auto:K - the blocks are chosen by a method (PRACTISE)
 
     def __str__(self) -> str:
-        if self.kind == "channels":
-            return f"channels:{self.ratio:g}"
+        if self.kind in ("channels", "channels-all"):
+            return f"{self.kind}:{self.ratio:g}"
         return f"blocks:auto:{self.auto_k}" if self.auto_k else "blocks:" + ",".join(self.blocks)
 
 
 def parse_scheme(text: str) -> Scheme:
-    """Parse ``channels:0.5``, ``blocks:layer1.1,layer2.2`` or ``blocks:auto:K``."""
+    """Parse ``channels:0.5``, ``channels-all:0.5``, ``blocks:layer1.1,layer2.2`` or ``blocks:auto:K``."""
     kind, _, arg = text.partition(":")
-    if kind == "channels":
+    if kind in ("channels", "channels-all"):
         try:
             ratio = float(arg)
         except ValueError:
-            raise MimirError(f"prune ratio '{arg}' is not a number", "use e.g. --prune channels:0.5") from None
+            raise MimirError(f"prune ratio '{arg}' is not a number", f"use e.g. --prune {kind}:0.5") from None
         if not 0.0 < ratio < 1.0:
-            raise MimirError(f"prune ratio {ratio:g} is outside (0, 1)", "use e.g. --prune channels:0.5")
-        return Scheme("channels", ratio=ratio)
+            raise MimirError(f"prune ratio {ratio:g} is outside (0, 1)", f"use e.g. --prune {kind}:0.5")
+        return Scheme(kind, ratio=ratio)
     if kind == "blocks" and arg.startswith("auto"):
         k = arg.partition(":")[2]
         if not k.isdigit() or int(k) < 1:
@@ -53,12 +54,14 @@ def parse_scheme(text: str) -> Scheme:
             raise MimirError("no block names after 'blocks:'", "use e.g. --prune blocks:layer1.1,layer2.2")
         return Scheme("blocks", blocks=names)
     raise MimirError(f"unknown pruning scheme '{text}'",
-                     "use channels:R (0 < R < 1), blocks:NAME,NAME or blocks:auto:K")
+                     "use channels:R or channels-all:R (0 < R < 1), blocks:NAME,NAME or blocks:auto:K")
 
 
-def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor) -> tuple[nn.Module, dict]:
+def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
+          round_to: int | None = None) -> tuple[nn.Module, dict]:
     """A pruned deep copy of ``teacher`` (kept teacher weights) and its architecture description
-    (plus ``arch["kept_channels"]``: the teacher channels each pruned layer kept).
+    (plus ``arch["kept_channels"]``: the teacher channels each pruned layer kept). ``round_to`` K
+    keeps a multiple of K channels in every channel-pruned layer.
 
     Asserts that the student's pre-pool feature map has exactly the teacher's shape.
     """
@@ -68,8 +71,9 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor)
     student = copy.deepcopy(teacher).eval()
     dropped: list[str] = []
     kept: dict = {"out": {}, "in": {}}
-    if scheme.kind == "channels":
-        kept = prune_channels(student, scheme.ratio, example_input)
+    if scheme.kind in ("channels", "channels-all"):
+        scope = "inner" if scheme.kind == "channels" else "all"
+        kept = prune_channels(student, scheme.ratio, example_input, scope=scope, round_to=round_to)
     else:
         drop_blocks(student, list(scheme.blocks))
         dropped = list(scheme.blocks)

@@ -52,8 +52,12 @@ def recipe_of(record: dict) -> dict:
 
 
 def _setting(recipe: dict, varying: list[str]) -> str:
+    """The fields among ``varying`` where this recipe departs from the defaults."""
+    from mimir.recipe import recipe_defaults
+
+    defaults = recipe_defaults()
     return ", ".join(f"{k}={json.dumps(recipe[k], sort_keys=True) if isinstance(recipe[k], dict) else recipe[k]}"
-                     for k in varying)
+                     for k in varying if recipe[k] != defaults[k])
 
 
 def aggregate(records: list[dict]) -> list[Row]:

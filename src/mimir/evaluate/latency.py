@@ -5,7 +5,9 @@ timed *in turns* alike. So teacher and student are timed interleaved in one proc
 teacher, student, student, teacher, ...), after a warm-up, until both have at least ``rounds``
 samples and ``seconds`` of timing; each sample averages enough calls to last a few milliseconds.
 The median of the samples is the latency, the interquartile range its spread, and the ratio of the
-two medians is what compression bought.
+two medians is what compression bought. ONNX Runtime is called with its input and output bound
+beforehand (IOBinding), so that Python's per-call overhead, the same for both models, does not
+water the ratio down.
 """
 
 from __future__ import annotations
@@ -92,36 +94,56 @@ def _torch_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 
 def _ort_call(session, x: torch.Tensor) -> Callable[[], object]:
-    feed = {"input": x.numpy()}
-    return lambda: session.run(None, feed)
+    """One run with the input and output bound once beforehand (as a serving loop does), so that
+    what is timed is the model, not Python's conversion of the input."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    value = ort.OrtValue.ortvalue_from_numpy(x.numpy())
+    binding.bind_ortvalue_input("input", value)
+    binding.bind_output("logits")
+    return lambda: session.run_with_iobinding(binding)
+
+
+def time_models(models: dict[str, nn.Module], config: DataConfig, runtime: str, batch: int, threads: int = 1,
+                seconds: float = 1.0, sessions: dict | None = None) -> dict[str, Timing]:
+    """Every model timed in turns on one random batch, on the CPU: PyTorch eager (eval mode, fp32,
+    contiguous memory) or ONNX Runtime (the files :func:`mimir.export.onnx.onnx_bytes` writes:
+    BatchNorm folded, every graph optimisation). ``sessions`` caches the ONNX Runtime sessions
+    across calls (keyed by model name and thread count)."""
+    from mimir.export.onnx import onnx_bytes, ort_session
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}")
+    x = _example(config, batch)
+    if runtime == "torch":
+        calls = {k: _torch_call(m, x) for k, m in models.items()}
+    else:
+        sessions = {} if sessions is None else sessions
+        for k, m in models.items():
+            if (k, threads) not in sessions:
+                sessions[(k, threads)] = ort_session(onnx_bytes(m, config), threads)
+        calls = {k: _ort_call(sessions[(k, threads)], x) for k in models}
+    with torch_threads(threads):
+        return time_interleaved(calls, seconds=seconds)
 
 
 def compare_latency(student: nn.Module, teacher: nn.Module, config: DataConfig,
                     runtimes: Iterable[str] = RUNTIMES, batches: Iterable[int] = (1, 64), threads: int = 1,
                     seconds: float = 1.0) -> dict:
-    """Teacher and student latency, interleaved, for every runtime and batch size, on the CPU.
+    """Teacher and student latency, interleaved, for every runtime and batch size (see
+    :func:`time_models`).
 
     Returns ``{"threads": N, "runtimes": {runtime: {str(batch): {"teacher_ms", "student_ms",
-    "teacher_iqr_ms", "student_iqr_ms", "latency_ratio"}}}}``. ONNX Runtime runs the files
-    :func:`mimir.export.onnx.onnx_bytes` writes (BatchNorm folded, every graph optimisation);
-    PyTorch runs the eval-mode modules eagerly, fp32, contiguous memory."""
-    from mimir.export.onnx import onnx_bytes, ort_session
-
+    "teacher_iqr_ms", "student_iqr_ms", "latency_ratio"}}}}``."""
     models = {"teacher": copy.deepcopy(teacher).cpu().float().eval(),
               "student": copy.deepcopy(student).cpu().float().eval()}
     out: dict = {"threads": threads, "runtimes": {}}
+    sessions: dict = {}
     for runtime in runtimes:
-        if runtime == "onnxruntime":
-            sessions = {k: ort_session(onnx_bytes(m, config), threads) for k, m in models.items()}
         per_batch = {}
         for batch in batches:
-            x = _example(config, batch)
-            if runtime == "torch":
-                calls = {k: _torch_call(m, x) for k, m in models.items()}
-            else:
-                calls = {k: _ort_call(s, x) for k, s in sessions.items()}
-            with torch_threads(threads):
-                timing = time_interleaved(calls, seconds=seconds)
+            timing = time_models(models, config, runtime, batch, threads, seconds, sessions)
             t, s = timing["teacher"], timing["student"]
             per_batch[str(batch)] = {"teacher_ms": round(t.median_ms, 4), "student_ms": round(s.median_ms, 4),
                                      "teacher_iqr_ms": round(t.iqr_ms, 4), "student_iqr_ms": round(s.iqr_ms, 4),

@@ -1,0 +1,243 @@
+"""Do the MACs that pruning saves turn into time saved? Teacher and students timed interleaved in
+PyTorch and ONNX Runtime, at batch 1 and 64, one thread and all threads, beside the MAC ratio and
+MiR's accuracy (from the committed standard grid).
+
+    .venv/bin/python benchmarks/deploy_speed.py              # measure (a few minutes), write results and docs
+    .venv/bin/python benchmarks/deploy_speed.py --render     # docs/DEPLOY.md and the README block, from the results
+    .venv/bin/python benchmarks/deploy_speed.py --profile    # ONNX Runtime's time per operator, teacher vs students
+
+Latency depends on the architecture, not on the weights' values, so each student is the bundled
+teacher pruned with the setting (the same architecture MiR trains); the accuracy column is MiR's
+(500 samples, the grid's iterations, mean +- std over its seeds) from
+``benchmarks/results/fashion-mnist.jsonl`` ("-" where the grid has no such cell).
+
+Efficiency = (1 - latency ratio) / (1 - MAC ratio): the share of the MAC saving that became time
+saving. Goal (issue 10): >= 0.8 for channel pruning and >= 0.95 for block dropping in ONNX Runtime
+at one thread, batch 1 and 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "deploy-speed.json"
+GRID = ROOT / "benchmarks" / "results" / "fashion-mnist.jsonl"
+DOC = ROOT / "docs" / "DEPLOY.md"
+README = ROOT / "README.md"
+BLOCK = ("<!-- deploy_speed -->", "<!-- /deploy_speed -->")
+
+R20_BLOCKS = "blocks:layer1.1,layer2.1,layer2.2,layer3.1"
+R56_BLOCKS = ("blocks:layer1.1,layer1.3,layer1.5,layer1.7,layer2.1,layer2.3,layer2.5,layer2.7,"
+              "layer3.1,layer3.3,layer3.5,layer3.7")
+SETTINGS = {   # teacher -> [(scheme, round_to)]
+    "resnet20": [("channels:0.5", None), ("channels:0.75", None), ("channels:0.75", 8), ("channels-all:0.5", None),
+                 (R20_BLOCKS, None)],
+    "resnet56": [("channels:0.5", None), ("channels:0.75", None), ("channels-all:0.5", None), (R56_BLOCKS, None)],
+}
+GOALS = {"channels": 0.8, "blocks": 0.95}
+
+
+def label(scheme: str, round_to: int | None) -> str:
+    short = f"blocks ({len(scheme.split(','))} dropped)" if scheme.startswith("blocks:") else scheme
+    return short + (f" round_to={round_to}" if round_to else "")
+
+
+def measure(seconds: float) -> dict:
+    import torch
+
+    from mimir.evaluate import count_macs_params
+    from mimir.evaluate.latency import RUNTIMES, time_models
+    from mimir.export import load_model
+    from mimir.prune import prune
+    from mimir.teachers import bundled_teacher_path
+
+    all_threads = os.cpu_count() or 1
+    out = {"threads": sorted({1, all_threads}), "teachers": {}}
+    for teacher_name, settings in SETTINGS.items():
+        teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
+        x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
+        models = {"teacher": teacher}
+        for scheme, round_to in settings:
+            models[label(scheme, round_to)] = prune(teacher, scheme, x, round_to=round_to)[0].eval()
+        macs = {k: count_macs_params(m, x)[0] for k, m in models.items()}
+        timings: dict = {}
+        sessions: dict = {}
+        for runtime in RUNTIMES:
+            for threads in out["threads"]:
+                for batch in (1, 64):
+                    t = time_models(models, config, runtime, batch, threads, seconds, sessions)
+                    timings[f"{runtime}/{threads}/{batch}"] = {k: [v.median_ms, v.iqr_ms] for k, v in t.items()}
+                    print(f"{teacher_name} {runtime} threads={threads} batch={batch}: " + ", ".join(
+                        f"{k} {v.median_ms:.3f} ms" for k, v in t.items()), flush=True)
+        out["teachers"][teacher_name] = {
+            "settings": [{"label": label(s, r), "scheme": s, "round_to": r} for s, r in settings],
+            "macs": macs, "timings": timings}
+    return out
+
+
+def grid_accuracy(teacher: str, scheme: str, round_to: int | None, samples: int = 500) -> str:
+    """MiR's accuracy in the committed standard grid, mean +- std over seeds."""
+    import statistics
+
+    from mimir.bench import read_results
+    from mimir.bench.report import recipe_of
+
+    acc = {}
+    for r in read_results(GRID):
+        c = recipe_of(r)
+        if (r.get("status") == "ok" and c["teacher"] == teacher and c["prune"] == scheme and c["method"] == "mir"
+                and c["samples"] == samples and c.get("round_to") == round_to):
+            acc[r["key"]] = (r["summary"]["compressed"]["accuracy"], int(c["iterations"]))
+    if not acc:
+        return "-"
+    values = [a for a, _ in acc.values()]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} +- {std:.2f}"
+
+
+def _kind(scheme: str) -> str:
+    return "blocks" if scheme.startswith("blocks:") else "channels"
+
+
+def tables(saved: dict) -> str:
+    """The Markdown tables (one per teacher), every figure computed from the saved medians."""
+    lines = []
+    threads = saved["threads"]
+    columns = [(rt, th, b) for rt in ("onnxruntime", "torch") for th in threads for b in (1, 64)]
+    names = {"onnxruntime": "ORT", "torch": "torch"}
+    for teacher_name, t in saved["teachers"].items():
+        macs = t["macs"]
+        head = " | ".join(f"{names[rt]} {th}t b{b}" for rt, th, b in columns)
+        lines += ["", f"**{teacher_name}** (teacher: " + ", ".join(
+            f"{names[rt]} {th}t b{b} {t['timings'][f'{rt}/{th}/{b}']['teacher'][0]:.2f} ms" for rt, th, b in columns)
+            + ")", "",
+            f"| student | MiR accuracy (500 samples) | MAC ratio | {head} | efficiency ORT 1t b1 / b64 |",
+            "|---|---:|---:|" + "---:|" * len(columns) + "---:|"]
+        for s in t["settings"]:
+            key = s["label"]
+            mac_ratio = macs[key] / macs["teacher"]
+            cells, eff = [], []
+            for rt, th, b in columns:
+                tim = t["timings"][f"{rt}/{th}/{b}"]
+                ratio = tim[key][0] / tim["teacher"][0]
+                cells.append(f"{ratio:.3f}")
+                if rt == "onnxruntime" and th == 1:
+                    e = (1 - ratio) / (1 - mac_ratio)
+                    mark = "" if e >= GOALS[_kind(s["scheme"])] else " (below goal)"
+                    eff.append(f"{e:.2f}{mark}")
+            acc = grid_accuracy(teacher_name, s["scheme"], s["round_to"])
+            lines.append(f"| {key} | {acc} | {mac_ratio:.3f} | " + " | ".join(cells) + " | " + " / ".join(eff) + " |")
+    return "\n".join(lines)
+
+
+def render(saved: dict) -> str:
+    return "\n".join([
+        "# Deployment speed: MACs saved against time saved", "",
+        f"Generated by `.venv/bin/python benchmarks/deploy_speed.py --render` from "
+        f"`benchmarks/results/deploy-speed.json`, measured by `.venv/bin/python {saved['command']}` on "
+        f"{saved['date']} ({saved['machine']}; torch {saved['torch']}, onnxruntime {saved['onnxruntime']}).", "",
+        "Latency ratio = student / teacher median latency, teacher and students timed in turns in one process "
+        "(`mimir latency` does the same for one model). ORT = ONNX Runtime on the file `mimir export` writes "
+        "(BatchNorm folded, every graph optimisation, input and output bound beforehand); torch = PyTorch eager, "
+        "eval mode, fp32. `1t` / `2t` = threads, `b1` / `b64` = batch size. Efficiency = (1 - latency ratio) / "
+        "(1 - MAC ratio), the share of the MAC saving that became time saving (goal: 0.8 for channel pruning, "
+        "0.95 for block dropping). Accuracy: MiR on 500 Fashion-MNIST samples, "
+        "from `benchmarks/results/fashion-mnist.jsonl` (the standard grid's iterations; mean +- std over seeds).",
+        tables(saved), ""])
+
+
+def update_readme(saved: dict) -> None:
+    text = README.read_text()
+    start, end = text.index(BLOCK[0]), text.index(BLOCK[1])
+    README.write_text(text[:start + len(BLOCK[0])] + "\n" + tables(saved).strip() + "\n" + text[end:])
+
+
+def profile() -> None:
+    """ONNX Runtime's own per-operator time (one thread), teacher against students, batch 1 and 64."""
+    import collections
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from mimir.export import load_model
+    from mimir.export.onnx import onnx_bytes
+    from mimir.prune import prune
+    from mimir.teachers import bundled_teacher_path
+
+    for teacher_name, settings in SETTINGS.items():
+        teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
+        x0 = torch.zeros(1, 1, config.input_size, config.input_size)
+        models = {"teacher": teacher, **{label(s, r): prune(teacher, s, x0, round_to=r)[0] for s, r in settings}}
+        for batch in (1, 64):
+            print(f"\n{teacher_name}, batch {batch}, 1 thread: ms per run (whole run; kernels by operator; "
+                  f"conv kernels per output width)")
+            x = np.random.default_rng(0).standard_normal((batch, 1, config.input_size, config.input_size),
+                                                         dtype=np.float32)
+            for name, model in models.items():
+                options = ort.SessionOptions()
+                options.intra_op_num_threads, options.enable_profiling, options.log_severity_level = 1, True, 3
+                options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "mimir_ort_profile")
+                session = ort.InferenceSession(onnx_bytes(model, config), options, providers=["CPUExecutionProvider"])
+                runs = 200 if batch == 1 else 10
+                for _ in range(runs + 5):
+                    session.run(None, {"input": x})
+                trace = Path(session.end_profiling())
+                events = json.loads(trace.read_text())
+                trace.unlink()
+                by_op, by_width, total, seen = collections.Counter(), collections.Counter(), 0.0, 0
+                for e in events:
+                    if e.get("cat") == "Session" and e["name"] == "model_run":
+                        total += e["dur"]
+                        seen += 1
+                    if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                        by_op[e["args"]["op_name"]] += e["dur"]
+                        if e["args"]["op_name"] == "Conv":
+                            shape = e["args"].get("output_type_shape") or [{}]
+                            dims = next(iter(shape[0].values()), [0, 0])
+                            by_width[dims[1] if len(dims) > 1 else 0] += e["dur"]
+                scale = 1e3 * seen
+                print(f"  {name:<34} run {total / scale:.3f}; " + ", ".join(
+                    f"{op} {v / scale:.3f}" for op, v in by_op.most_common()) + "; conv by width " + ", ".join(
+                    f"{w}: {v / scale:.3f}" for w, v in sorted(by_width.items())))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per runtime, thread count and batch size")
+    p.add_argument("--render", action="store_true", help="only render docs/DEPLOY.md and the README block")
+    p.add_argument("--profile", action="store_true", help="print ONNX Runtime's per-operator profile instead")
+    args = p.parse_args()
+    if args.profile:
+        profile()
+        return
+    if not args.render:
+        import platform
+
+        import onnxruntime
+        import torch
+
+        from mimir.engine.runtime import _cpu_name
+
+        saved = measure(args.seconds)
+        saved.update({"command": " ".join(["benchmarks/deploy_speed.py"] + sys.argv[1:]),
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+                      "torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__})
+        RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
+    saved = json.loads(RESULTS.read_text())
+    DOC.write_text(render(saved))
+    update_readme(saved)
+    print(tables(saved))
+    print(f"\nresults in {RESULTS}; table in {DOC} and {README}")
+
+
+if __name__ == "__main__":
+    main()

@@ -217,7 +217,7 @@ def _run_evaluate(args) -> int:
     line = (f"{args.model}: accuracy {_fmt_acc(result['accuracy'])}, {result['params']:,} params, "
             f"{result['macs'] / 1e6:.2f} M MACs")
     if "latency_ms" in result:
-        line += f", {result['latency_ms']:.2f} ms per image (CPU, median)"
+        line += f", {result['latency_ms']:.2f} ms per image (PyTorch, CPU, 1 thread, median)"
     print(line)
     return 0
 

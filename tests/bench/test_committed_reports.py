@@ -35,12 +35,28 @@ def test_readme_table_rows_come_from_the_reports():
     assert rows and all(row in reports for row in rows)
 
 
-def test_speed_page_renders_from_its_measurements():
+def _benchmark_script(name: str):
     import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_page_renders_from_its_measurements():
     import json
 
-    spec = importlib.util.spec_from_file_location("loop_speed", ROOT / "benchmarks" / "loop_speed.py")
-    loop_speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loop_speed)
     saved = json.loads((ROOT / "benchmarks" / "results" / "loop-speed.json").read_text())
-    assert (ROOT / "docs" / "SPEED.md").read_text() == loop_speed.render(saved)
+    assert (ROOT / "docs" / "SPEED.md").read_text() == _benchmark_script("loop_speed").render(saved)
+
+
+def test_deployment_page_and_readme_table_render_from_their_measurements():
+    import json
+
+    deploy = _benchmark_script("deploy_speed")
+    saved = json.loads((ROOT / "benchmarks" / "results" / "deploy-speed.json").read_text())
+    assert (ROOT / "docs" / "DEPLOY.md").read_text() == deploy.render(saved)
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(deploy.BLOCK[0]), readme.index(deploy.BLOCK[1])
+    assert readme[start + len(deploy.BLOCK[0]):end].strip() == deploy.tables(saved).strip()

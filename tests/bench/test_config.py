@@ -25,6 +25,13 @@ def test_good_config_expands_to_cells():
     assert len({c.key for c in cells}) == 8
 
 
+def test_round_to_row_goes_into_every_cell_and_its_key():
+    plain = parse_config(GOOD).cells
+    rounded = parse_config(_with(lambda r: r["grid"][0].update(round_to=8))).cells
+    assert {c.round_to for c in plain} == {None} and {c.round_to for c in rounded} == {8}
+    assert not {c.key for c in plain} & {c.key for c in rounded}
+
+
 @pytest.mark.parametrize("change,key", [
     (lambda r: r.update(iteratoins=5), "iteratoins: unknown key"),
     (lambda r: r.pop("grid"), "grid: missing"),
@@ -37,6 +44,8 @@ def test_good_config_expands_to_cells():
     (lambda r: r["grid"][0].pop("teacher"), "grid[0].teacher: missing"),
     (lambda r: r["grid"][0].update(teacher={"name": "resnet50", "wieghts": "x"}), "grid[0].teacher.wieghts: unknown"),
     (lambda r: r["grid"][0].update(sample=[5]), "grid[0].sample: unknown key"),
+    (lambda r: r["grid"][0].update(round_to=0), "grid[0].round_to: must be"),
+    (lambda r: r["grid"][0].update(prune=["blocks:layer1.1"], round_to=8), "grid[0]: --round-to applies to channel"),
 ])
 def test_errors_are_one_line_and_name_the_key(change, key):
     with pytest.raises(MimirError) as err:
@@ -61,6 +70,7 @@ def test_shipped_fashion_mnist_grid():
     assert {("channels:0.5", n) for n in (50, 100, 500, 1000)} <= r20
     assert {("channels:0.75", n) for n in (50, 500)} <= r20
     assert {c.method for c in cells if c.teacher == "resnet56"} == {"mir", "kd", "bp"}
+    assert {("channels:0.75", 8), ("channels-all:0.5", None)} <= {(c.prune, c.round_to) for c in cells}
     assert {"none", "bp", "kd", "fskd", "cd", "cd-ft", "mir", "mir-postpool", "practise"} == {c.method for c in cells}
 
 

@@ -128,3 +128,39 @@ def test_users_model_prunes_only_channels_off_the_feature_map():
     student, arch = prune(wrapped, "channels:0.5", torch.zeros(1, 3, 32, 32))
     assert student.model.stem[0].out_channels == 4      # free to prune
     assert student.model.trunk[0].out_channels == 16    # writes the pre-pool map: protected
+
+
+@pytest.mark.parametrize("ratio,round_to", [(0.75, 8), (0.5, 16), (0.3, 8), (0.9, 4)])
+def test_round_to_keeps_a_multiple_of_k_channels(ratio, round_to):
+    teacher = _small("resnet20").eval()
+    student, _ = prune(teacher, f"channels:{ratio}", X, round_to=round_to)
+    for conv in teacher.prunable_convs():
+        c = teacher.get_submodule(conv).out_channels
+        kept = student.get_submodule(conv).out_channels
+        assert kept % round_to == 0 or kept == c
+        assert round_to <= kept <= c
+        assert abs(kept - (c - round(ratio * c))) <= round_to / 2   # the nearest multiple
+    with torch.no_grad():
+        assert student.forward_features(X).shape == teacher.forward_features(X).shape
+
+
+def test_channels_all_also_shrinks_the_residual_widths_but_not_the_pre_pool_map():
+    teacher = _small("resnet20").eval()
+    inner, _ = prune(teacher, "channels:0.5", X)
+    every, _ = prune(teacher, "channels-all:0.5", X)
+    assert inner.conv1.out_channels == teacher.conv1.out_channels == 16   # the stem feeds stage 1's additions
+    assert every.conv1.out_channels == 8 and every.layer1[0].conv2.out_channels == 8
+    assert every.layer2[0].downsample[0].out_channels == 16
+    assert every.layer3[0].conv2.out_channels == 64                        # the last stage reaches the head
+    with torch.no_grad():
+        assert every.forward_features(X).shape == teacher.forward_features(X).shape
+    assert count_macs_params(every, X)[0] < 0.7 * count_macs_params(inner, X)[0]
+
+
+def test_round_to_is_refused_for_block_dropping():
+    from mimir.recipe import Recipe
+
+    with pytest.raises(MimirError, match="--round-to applies to channel pruning"):
+        Recipe(prune="blocks:layer1.1", round_to=8)
+    with pytest.raises(MimirError, match="--round-to must be a positive integer"):
+        Recipe(round_to=0)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -120,14 +121,23 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
     return result
 
 
-def _load_shipped(model: str | Path, weights: str | Path | None = None) -> tuple[nn.Module, DataConfig, dict]:
+def _load_shipped(model: str | Path, weights: str | Path | None = None,
+                  input_size: int | None = None) -> tuple[nn.Module, DataConfig, dict]:
     """(model, data config, what its file records) for a mimir file, a registry name with its
-    bundled teacher, or a registry name with a weights file."""
+    bundled teacher or a weights file, or a user's ``MODULE:CALLABLE`` (whose input size must be
+    given: a fixed-size export of a guessed size would be wrong without a word)."""
     path = Path(str(model))
     if weights is None and path.is_file() and read_checkpoint(path).get("format") == FORMAT:
-        return load_model(path)
-    net, config = load_teacher(str(model), weights)
-    return net, config, {}
+        net, config, info = load_model(path)
+    else:
+        own = not is_model(str(model)) and ":" in str(model) and not path.exists()
+        if own and input_size is None:
+            raise MimirError(f"the input size of '{model}' is unknown", "pass --input-size N (pixels, square)")
+        net, config = load_teacher(str(model), weights)
+        info = {}
+    if input_size is not None:
+        config = replace(config, input_size=input_size)
+    return net, config, info
 
 
 def _parity_inputs(config: DataConfig, info: dict, count: int = 256) -> tuple[torch.Tensor, str]:
@@ -154,10 +164,12 @@ def _parity_inputs(config: DataConfig, info: dict, count: int = 256) -> tuple[to
 EXPORT_FORMATS = ("onnx", "safetensors", "pt")
 
 
-def export(model: str | Path, out: str | Path, format: str | None = None, weights: str | Path | None = None) -> dict:
-    """Write ``model`` (a mimir file, a registry name with its bundled teacher, or a registry name
-    with ``weights``) as ``format``: ``onnx`` (checked against PyTorch in ONNX Runtime; the check's
-    figures are returned), ``safetensors`` or ``pt``. The format defaults to ``out``'s suffix."""
+def export(model: str | Path, out: str | Path, format: str | None = None, weights: str | Path | None = None,
+           input_size: int | None = None) -> dict:
+    """Write ``model`` (a mimir file, a registry name with its bundled teacher or ``weights``, or a
+    user's ``MODULE:CALLABLE`` with ``input_size``) as ``format``: ``onnx`` (checked against PyTorch
+    in ONNX Runtime; the check's figures are returned), ``safetensors`` or ``pt``. The format
+    defaults to ``out``'s suffix; ``input_size`` overrides the model's own."""
     from mimir import __version__
     from mimir.export.onnx import export_onnx
 
@@ -166,7 +178,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
         raise MimirError(f"unknown export format '{format}'", f"use --format {', '.join(EXPORT_FORMATS)}")
     if not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
-    net, config, info = _load_shipped(model, weights)
+    net, config, info = _load_shipped(model, weights, input_size)
     result = {"model": str(model), "format": format, "out": str(out)}
     if format != "onnx":
         save_model(out, net, config, info.get("dropped_blocks", []), info=info)
@@ -182,7 +194,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
 
 def latency(model: str | Path, against: str | Path | None = None, weights: str | Path | None = None,
             runtimes: tuple[str, ...] = RUNTIMES, batches: tuple[int, ...] = (1, 64), threads: int = 1,
-            seconds: float = 1.0) -> dict:
+            seconds: float = 1.0, input_size: int | None = None) -> dict:
     """Latency of ``model`` against its teacher (``against``, default: the teacher its file records),
     timed interleaved on the CPU (see :mod:`mimir.evaluate.latency`), and the MAC ratio beside it."""
     for r in runtimes:
@@ -192,7 +204,7 @@ def latency(model: str | Path, against: str | Path | None = None, weights: str |
         raise MimirError(f"batch sizes must be positive (got {list(batches)})", "pass e.g. --batch 1,64")
     if threads < 1:
         raise MimirError(f"--threads must be at least 1 (got {threads})", "pass e.g. --threads 1")
-    net, config, info = _load_shipped(model, weights)
+    net, config, info = _load_shipped(model, weights, input_size)
     recipe = info.get("recipe") or {}
     if against is None:
         against = recipe.get("teacher")

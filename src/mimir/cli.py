@@ -228,10 +228,12 @@ def _add_export(sub) -> None:
                                    "into the convolutions, pass the onnx checker and are run in ONNX Runtime "
                                    "against PyTorch on real images before they are written.")
     p.add_argument("model", nargs="?", help="a mimir file, or a registry name with a bundled teacher")
-    p.add_argument("--teacher", help="instead of MODEL: a registry name, with --weights")
+    p.add_argument("--teacher", help="instead of MODEL: a registry name with --weights, or MODULE:CALLABLE")
     p.add_argument("--weights", help="plain state-dict file for --teacher (as in compress)")
     p.add_argument("--format", choices=["onnx", "safetensors", "pt"],
                    help="default: from --out's suffix")
+    p.add_argument("--input-size", type=int, help="square input size in pixels (needed for MODULE:CALLABLE; "
+                                                  "default: the model's own)")
     p.add_argument("--out", required=True, help="the file to write (.onnx, .safetensors or .pt)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -247,7 +249,8 @@ def _model_arg(args) -> str:
 def _run_export(args) -> int:
     from mimir import api
 
-    result = api.export(_model_arg(args), args.out, format=args.format, weights=args.weights)
+    result = api.export(_model_arg(args), args.out, format=args.format, weights=args.weights,
+                        input_size=args.input_size)
     if args.json:
         print(json.dumps(result))
     elif result["format"] == "onnx":
@@ -280,6 +283,7 @@ def _add_latency(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default: 1, the compute-bound figure; small models are fastest on one)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per runtime and batch size (default: 1)")
+    p.add_argument("--input-size", type=int, help="square input size in pixels (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -295,7 +299,8 @@ def _run_latency(args) -> int:
 
     runtimes = ("onnxruntime", "torch") if args.runtime == "both" else (args.runtime,)
     result = api.latency(_model_arg(args), against=args.against, weights=args.weights, runtimes=runtimes,
-                         batches=_int_list(args.batch, "--batch"), threads=args.threads, seconds=args.seconds)
+                         batches=_int_list(args.batch, "--batch"), threads=args.threads, seconds=args.seconds,
+                         input_size=args.input_size)
     if args.json:
         print(json.dumps(result))
         return 0

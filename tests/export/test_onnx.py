@@ -95,3 +95,20 @@ def test_failed_export_writes_nothing(tmp_path, capsys):
     assert main(["export", "resnet20", "--out", str(tmp_path / "x.tflite")]) == 2
     assert "unknown export format 'tflite'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_own_model_needs_its_input_size_and_says_its_inputs_were_random(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny_net.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "tiny.onnx"
+    assert main(["export", "--teacher", "tiny_net:build", "--out", str(out)]) == 2
+    assert "input size of 'tiny_net:build' is unknown" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "--teacher", "tiny_net:build", "--input-size", "40", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["inputs"].startswith("16 random inputs") and result["batchnorm_left"] == 0
+    assert ort_session(out).get_inputs()[0].shape[1:] == [3, 40, 40]

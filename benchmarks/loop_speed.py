@@ -45,9 +45,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "loop-speed.json"
 DOC = ROOT / "docs" / "SPEED.md"
 
 
-def plain_loop(teacher_name: str, samples: int, iterations: int, profile: bool) -> dict:
+def _models_and_samples(teacher_name: str, samples: int):
+    """(teacher, data config, channels:0.5 student, the samples as uint8 images): the same for every variant."""
     import torch
-    import torch.nn.functional as F
 
     from mimir.data import load_fashion_mnist, sample_indices
     from mimir.export import load_model
@@ -58,7 +58,25 @@ def plain_loop(teacher_name: str, samples: int, iterations: int, profile: bool) 
     teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
     student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
     train = load_fashion_mnist("train")
-    images = train.images[sample_indices(len(train), samples, 0, labels=train.labels)]
+    return teacher, config, student, train.images[sample_indices(len(train), samples, 0, labels=train.labels)]
+
+
+def _timed(step, iterations: int, profile: bool) -> dict:
+    for _ in range(5):
+        step()
+    if profile:
+        return {"profile": _profile(lambda: [step() for _ in range(20)])}
+    started = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return {"step_seconds": (time.perf_counter() - started) / iterations, "setup_seconds": 0.0}
+
+
+def plain_loop(teacher_name: str, samples: int, iterations: int, profile: bool) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    teacher, config, student, images = _models_and_samples(teacher_name, samples)
     body = [p for n, p in student.named_parameters() if not n.startswith("fc")]
     optimizer = torch.optim.SGD(body, lr=0.02, momentum=0.9, weight_decay=1e-4)
     mean, std = config.mean[0], config.std[0]
@@ -81,14 +99,7 @@ def plain_loop(teacher_name: str, samples: int, iterations: int, profile: bool) 
         loss.backward()
         optimizer.step()
 
-    for _ in range(5):
-        step()
-    if profile:
-        return {"profile": _profile(lambda: [step() for _ in range(20)])}
-    started = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    return {"step_seconds": (time.perf_counter() - started) / iterations, "setup_seconds": 0.0}
+    return _timed(step, iterations, profile)
 
 
 def mimir_run(teacher_name: str, samples: int, iterations: int, profile: bool, compile: bool = False) -> dict:
@@ -138,18 +149,10 @@ def floor_step(teacher_name: str, samples: int, iterations: int, profile: bool) 
     import torch
     import torch.nn.functional as F
 
-    from mimir.data import load_fashion_mnist, sample_indices
     from mimir.data.transforms import normalize
-    from mimir.export import load_model
-    from mimir.prune import prune
-    from mimir.teachers import bundled_teacher_path
 
-    torch.manual_seed(0)
-    teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
-    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
-    train = load_fashion_mnist("train")
-    images = train.images[sample_indices(len(train), samples, 0, labels=train.labels)][:min(64, samples)]
-    x = normalize(images.float() / 255, config).contiguous(memory_format=torch.channels_last)
+    teacher, config, student, images = _models_and_samples(teacher_name, samples)
+    x = normalize(images[:min(64, samples)].float() / 255, config).contiguous(memory_format=torch.channels_last)
     teacher.eval()
     with torch.no_grad():
         target = teacher.forward_features(x)
@@ -163,14 +166,7 @@ def floor_step(teacher_name: str, samples: int, iterations: int, profile: bool) 
         loss.backward()
         optimizer.step()
 
-    for _ in range(5):
-        step()
-    if profile:
-        return {"profile": _profile(lambda: [step() for _ in range(20)])}
-    started = time.perf_counter()
-    for _ in range(iterations):
-        step()
-    return {"step_seconds": (time.perf_counter() - started) / iterations, "setup_seconds": 0.0}
+    return _timed(step, iterations, profile)
 
 
 def _profile(fn) -> str:

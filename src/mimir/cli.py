@@ -227,15 +227,21 @@ def _add_export(sub) -> None:
                        description="Export MODEL. ONNX files have a dynamic batch dimension and BatchNorm folded "
                                    "into the convolutions, pass the onnx checker and are run in ONNX Runtime "
                                    "against PyTorch on real images before they are written.")
-    p.add_argument("model", nargs="?", help="a mimir file, or a registry name with a bundled teacher")
-    p.add_argument("--teacher", help="instead of MODEL: a registry name with --weights, or MODULE:CALLABLE")
-    p.add_argument("--weights", help="plain state-dict file for --teacher (as in compress)")
+    _add_model_source(p)
     p.add_argument("--format", choices=["onnx", "safetensors", "pt"],
                    help="default: from --out's suffix")
-    p.add_argument("--input-size", type=int, help="square input size in pixels (needed for MODULE:CALLABLE; "
-                                                  "default: the model's own)")
     p.add_argument("--out", required=True, help="the file to write (.onnx, .safetensors or .pt)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _add_model_source(p) -> None:
+    """MODEL, or --teacher NAME --weights FILE as in compress, and --input-size."""
+    p.add_argument("model", nargs="?", help="a mimir file (.pt or .safetensors), or a registry name with a "
+                                            "bundled teacher")
+    p.add_argument("--teacher", help="instead of MODEL: a registry name with --weights, or MODULE:CALLABLE")
+    p.add_argument("--weights", help="plain state-dict file for --teacher (as in compress)")
+    p.add_argument("--input-size", type=int, help="square input size in pixels (needed for MODULE:CALLABLE; "
+                                                  "default: the model's own)")
 
 
 def _model_arg(args) -> str:
@@ -274,16 +280,13 @@ def _add_latency(sub) -> None:
                        description="Teacher and student are timed in turns in one process, so that their ratio "
                                    "holds on a noisy machine; prints medians, spreads, the latency ratio and the "
                                    "MAC ratio.")
-    p.add_argument("model", nargs="?", help="a mimir file (or a registry name with --against)")
-    p.add_argument("--teacher", help="instead of MODEL: a registry name, with --weights")
-    p.add_argument("--weights", help="plain state-dict file for --teacher")
+    _add_model_source(p)
     p.add_argument("--against", help="the teacher to compare with (default: the one the file records)")
     p.add_argument("--runtime", default="both", choices=["torch", "onnxruntime", "both"])
     p.add_argument("--batch", default="1,64", help="batch sizes, comma-separated (default: 1,64)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default: 1, the compute-bound figure; small models are fastest on one)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per runtime and batch size (default: 1)")
-    p.add_argument("--input-size", type=int, help="square input size in pixels (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 

@@ -131,7 +131,7 @@ def tables(saved: dict) -> str:
                 if rt == "onnxruntime" and th == 1:
                     e = (1 - ratio) / (1 - mac_ratio)
                     mark = "" if e >= GOALS[_kind(s["scheme"])] else " (below goal)"
-                    eff.append(f"{e:.2f}{mark}")
+                    eff.append(f"{e:.3f}{mark}")
             acc = grid_accuracy(teacher_name, s["scheme"], s["round_to"])
             lines.append(f"| {key} | {acc} | {mac_ratio:.3f} | " + " | ".join(cells) + " | " + " / ".join(eff) + " |")
     return "\n".join(lines)
@@ -155,7 +155,9 @@ def render(saved: dict) -> str:
         "whole `InferenceSession.run`; `outside kernels` is its fixed cost (graph walk, allocation), the same "
         "for teacher and students however many MACs they save; ORT fuses every BatchNorm, ReLU and residual "
         "addition into the convolutions, so `Conv` is nearly all of the kernel time, and `conv by width` splits "
-        "it by the convolutions' output channels.", "", "```", saved["profile"].strip("\n"), "```", ""])
+        "it by the convolutions' output channels. The last block is torch.profiler's view of PyTorch eager "
+        "(self time per operator; the profiler's own overhead inflates it).", "", "```",
+        saved["profile"].strip("\n"), "```", ""])
 
 
 def update_readme(saved: dict) -> None:
@@ -218,6 +220,36 @@ def profile() -> str:
     return "\n".join(lines)
 
 
+def torch_profile() -> str:
+    """torch.profiler's self time per operator (one thread), ResNet-20 teacher against channels:0.5."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from mimir.evaluate.latency import torch_threads
+    from mimir.export import load_model
+    from mimir.prune import prune
+    from mimir.teachers import bundled_teacher_path
+
+    teacher, config, _ = load_model(bundled_teacher_path("resnet20"))
+    student = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))[0].eval()
+    lines = ["", "resnet20 in PyTorch eager, 1 thread: ms per run of the profiled self time, top operators"]
+    for batch in (1, 64):
+        x = torch.randn(batch, 1, config.input_size, config.input_size)
+        for name, model in (("teacher", teacher.eval()), ("channels:0.5", student)):
+            runs = 200 if batch == 1 else 10
+            with torch_threads(1), torch.inference_mode():
+                for _ in range(10):
+                    model(x)
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(runs):
+                        model(x)
+            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events) / runs / 1e3
+            lines.append(f"  batch {batch:<3} {name:<13} {total:.3f} (" + ", ".join(
+                f"{e.key} {e.self_cpu_time_total / runs / 1e3:.3f}" for e in events[:5]) + ")")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0, help="timing per runtime, thread count and batch size")
@@ -225,7 +257,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print ONNX Runtime's per-operator profile instead")
     args = p.parse_args()
     if args.profile:
-        print(profile())
+        print(profile() + "\n" + torch_profile())
         return
     if not args.render:
         import platform
@@ -236,7 +268,7 @@ def main() -> None:
         from mimir.engine.runtime import _cpu_name
 
         saved = measure(args.seconds)
-        saved["profile"] = profile()
+        saved["profile"] = profile() + "\n" + torch_profile()
         saved.update({"command": " ".join(["benchmarks/deploy_speed.py"] + sys.argv[1:]),
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",

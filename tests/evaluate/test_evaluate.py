@@ -22,7 +22,7 @@ def test_macs_are_multiply_accumulates():
 
 
 def test_latency_is_measured():
-    assert 0 < latency_ms(_Tiny(), torch.zeros(1, 1, 8, 8), min_run_time=0.05) < 1000
+    assert 0 < latency_ms(_Tiny(), torch.zeros(1, 1, 8, 8), seconds=0.05) < 1000
 
 
 class _Oracle(nn.Module):

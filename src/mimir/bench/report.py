@@ -40,6 +40,7 @@ def _mean(values):
 
 
 _SHOWN = ("teacher", "prune", "samples", "method")
+_COMPARED = ("teacher", "prune", "samples")
 
 
 def recipe_of(record: dict) -> dict:
@@ -52,12 +53,8 @@ def recipe_of(record: dict) -> dict:
 
 
 def _setting(recipe: dict, varying: list[str]) -> str:
-    """The fields among ``varying`` where this recipe departs from the defaults."""
-    from mimir.recipe import recipe_defaults
-
-    defaults = recipe_defaults()
     return ", ".join(f"{k}={json.dumps(recipe[k], sort_keys=True) if isinstance(recipe[k], dict) else recipe[k]}"
-                     for k in varying if recipe[k] != defaults[k])
+                     for k in varying)
 
 
 def aggregate(records: list[dict]) -> list[Row]:
@@ -76,8 +73,14 @@ def aggregate(records: list[dict]) -> list[Row]:
         key = json.dumps(recipe, sort_keys=True)
         groups[key].append(r)
         recipes[key] = recipe
+    # a field is named in ``setting`` where it tells apart groups of one comparison (teacher, prune,
+    # samples: the methods compared in a row of winners) that the table's own columns do not
+    shown: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in recipes.values():
+        shown[tuple(rec[k] for k in _COMPARED)].append(rec)
     fields = sorted({k for rec in recipes.values() for k in rec} - set(_SHOWN))
-    varying = [k for k in fields if len({json.dumps(rec.get(k), sort_keys=True) for rec in recipes.values()}) > 1]
+    varying = {s: [k for k in fields if len({json.dumps(rec.get(k), sort_keys=True) for rec in recs}) > 1]
+               for s, recs in shown.items()}
     rows = []
     for key, cell in groups.items():
         c = recipes[key]
@@ -90,7 +93,7 @@ def aggregate(records: list[dict]) -> list[Row]:
             statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
             statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
             statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
-            int(c["iterations"]), _setting(c, varying)))
+            int(c["iterations"]), _setting(c, varying[tuple(c[k] for k in _COMPARED)])))
     return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, r.setting, -(r.mean or 0)))
 
 

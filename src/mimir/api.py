@@ -171,7 +171,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
     in ONNX Runtime; the check's figures are returned), ``safetensors`` or ``pt``. The format
     defaults to ``out``'s suffix; ``input_size`` overrides the model's own."""
     from mimir import __version__
-    from mimir.export.onnx import export_onnx
+    from mimir.export.onnx import OPSET, export_onnx
 
     format = format or Path(out).suffix.lstrip(".")
     if format not in EXPORT_FORMATS:
@@ -189,7 +189,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
                 "recipe": recipe, "data_config": config.to_dict()}
     inputs, described = _parity_inputs(config, info)
     check = export_onnx(net, config, out, inputs, described, metadata)
-    return {**result, **check.to_dict()}
+    return {**result, "opset": OPSET, **check.to_dict()}
 
 
 def latency(model: str | Path, against: str | Path | None = None, weights: str | Path | None = None,

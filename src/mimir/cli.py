@@ -260,19 +260,13 @@ def _run_export(args) -> int:
     if args.json:
         print(json.dumps(result))
     elif result["format"] == "onnx":
-        print(f"{result['out']}: ONNX (opset {_opset()}, dynamic batch, BatchNorm nodes left: "
+        print(f"{result['out']}: ONNX (opset {result['opset']}, dynamic batch, BatchNorm nodes left: "
               f"{result['batchnorm_left']}); ONNX Runtime vs PyTorch on {result['inputs']}: max |logit difference| "
               f"{result['max_abs_diff']:.3g} ({result['relative_diff']:.2g} of the logit scale), "
               f"top-1 agreement {result['top1_agreement']:.2f} %")
     else:
         print(f"{result['out']}: written as {result['format']}")
     return 0
-
-
-def _opset() -> int:
-    from mimir.export.onnx import OPSET
-
-    return OPSET
 
 
 def _add_latency(sub) -> None:

@@ -22,7 +22,7 @@ from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
 from mimir.evaluate import compare_latency, count_macs_params, latency_ms
 from mimir.evaluate.latency import RUNTIMES
-from mimir.export.checkpoint import FORMAT, load_model, read_checkpoint, save_model
+from mimir.export.checkpoint import FORMAT, model_from_payload, read_checkpoint, save_model
 from mimir.models import is_model, list_models
 from mimir.pipeline import CompressResult, measure_model, run_recipe
 from mimir.recipe import Recipe, load_recipe
@@ -127,8 +127,9 @@ def _load_shipped(model: str | Path, weights: str | Path | None = None,
     bundled teacher or a weights file, or a user's ``MODULE:CALLABLE`` (whose input size must be
     given: a fixed-size export of a guessed size would be wrong without a word)."""
     path = Path(str(model))
-    if weights is None and path.is_file() and read_checkpoint(path).get("format") == FORMAT:
-        net, config, info = load_model(path)
+    payload = read_checkpoint(path) if weights is None and path.is_file() else {}
+    if payload.get("format") == FORMAT:
+        net, config, info = model_from_payload(payload, path)
     else:
         own = not is_model(str(model)) and ":" in str(model) and not path.exists()
         if own and input_size is None:

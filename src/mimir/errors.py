@@ -16,3 +16,10 @@ class MimirError(Exception):
         super().__init__(message)
         self.problem = problem
         self.fix = fix
+
+
+def first_line(err: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's name
+    when it has none: what a one-line error can quote of a library's many-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -11,7 +11,7 @@ from torch import nn
 from mimir.data import (FASHION_MNIST, DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
                         index_folder, load_fashion_mnist, sample_folder, sample_indices)
 from mimir.errors import MimirError
-from mimir.export.checkpoint import load_model, load_state, read_checkpoint
+from mimir.export.checkpoint import FORMAT, load_model, load_state, model_from_payload, read_checkpoint
 from mimir.models import SplitModel, build_from_factory, create_model, is_model, list_models, wrap_model
 from mimir.models._registry import accepts
 from mimir.teachers import bundled_teacher_path, bundled_teachers
@@ -74,8 +74,8 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
             model, config, _ = load_model(path)
             return _with_feature_layer(model, feature_layer), data_config or config
         state = read_checkpoint(weights)
-        if state.get("format") == "mimir/1":
-            model, config, _ = load_model(weights)
+        if state.get("format") == FORMAT:
+            model, config, _ = model_from_payload(state, weights)
             return _with_feature_layer(model, feature_layer), data_config or config
         state = _plain_state(state)
         kwargs = _infer_kwargs(teacher, state, data_config)

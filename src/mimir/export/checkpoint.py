@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mimir.data.transforms import DataConfig
-from mimir.errors import MimirError
+from mimir.errors import MimirError, first_line
 from mimir.models import build_from_factory, create_model, wrap_model
 from mimir.prune._arch import apply as apply_architecture
 from mimir.prune._arch import describe
@@ -110,8 +110,7 @@ def _read_safetensors(path: Path) -> dict:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MimirError(f"'{path}' is not a readable safetensors file ({first[:120]})",
+        raise MimirError(f"'{path}' is not a readable safetensors file ({first_line(err)})",
                          "the file is damaged or incomplete: write it again") from None
     if "format" not in metadata:  # a plain safetensors state dict (e.g. from timm or Hugging Face)
         return tensors
@@ -145,8 +144,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise MimirError(f"'{path}' holds pickled Python objects (e.g. a whole nn.Module), which mimir never "
                          "unpickles", "save model.state_dict() instead (or a file written by mimir)") from None
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file; all mean "unreadable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MimirError(f"'{path}' is not a readable weights file ({first[:120]})",
+        raise MimirError(f"'{path}' is not a readable weights file ({first_line(err)})",
                          "the file is damaged or incomplete: write it again, or pass a file written by mimir "
                          "or torch.save(model.state_dict())") from None
     if not isinstance(payload, dict):
@@ -183,7 +181,13 @@ def load_model(path: str | Path, base: nn.Module | None = None) -> tuple[nn.Modu
     ``base`` is needed only for a user's own model (not in the registry): pass the same freshly
     built, wrapped model that was compressed, and it is reshaped and loaded.
     """
-    payload = read_checkpoint(path)
+    return model_from_payload(read_checkpoint(path), path, base)
+
+
+def model_from_payload(payload: dict, path: str | Path, base: nn.Module | None = None
+                       ) -> tuple[nn.Module, DataConfig, dict]:
+    """:func:`load_model` of a payload :func:`read_checkpoint` already read from ``path`` (so that
+    a caller who had to look inside the file does not read it twice)."""
     if payload.get("format") != FORMAT:
         raise MimirError(f"'{path}' is not a mimir model file",
                          "for plain weights give the model name too (--teacher NAME --weights FILE)")

@@ -11,6 +11,7 @@ the logits' scale, must stay below ``1e-4``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import warnings
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from mimir.data.transforms import DataConfig
-from mimir.errors import MimirError
+from mimir.errors import MimirError, first_line
 from mimir.export.checkpoint import atomic_write
 
 OPSET = 18              # what current ONNX Runtime (>= 1.16) runs with every optimisation
@@ -47,8 +48,6 @@ class OnnxCheck:
 def onnx_bytes(model: nn.Module, config: DataConfig, metadata: dict | None = None) -> bytes:
     """``model`` (eval mode, CPU, fp32) as a serialised ONNX model with input ``input``
     ``(batch, C, H, W)`` and output ``logits``; ``metadata`` goes to its metadata_props."""
-    import copy
-
     net = copy.deepcopy(model).cpu().float().eval()
     x = torch.zeros(2, config.in_chans, config.input_size, config.input_size)
     try:
@@ -58,8 +57,7 @@ def onnx_bytes(model: nn.Module, config: DataConfig, metadata: dict | None = Non
                                         dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=OPSET,
                                         verbose=False)
     except Exception as err:  # noqa: BLE001 - the exporter raises many types for "cannot express this"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MimirError(f"the model cannot be exported to ONNX ({type(err).__name__}: {first[:160]})",
+        raise MimirError(f"the model cannot be exported to ONNX ({type(err).__name__}: {first_line(err, 160)})",
                          "replace the unsupported operation in the model, or deploy the .pt/.safetensors file") from None
     proto = program.model_proto
     for key, value in (metadata or {}).items():
@@ -90,7 +88,7 @@ def check_onnx(blob: bytes, model: nn.Module, inputs: torch.Tensor, described: s
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
-        raise MimirError(f"the exported ONNX file is invalid ({str(err).splitlines()[0][:160]})",
+        raise MimirError(f"the exported ONNX file is invalid ({first_line(err, 160)})",
                          "report this with the model; deploy the .pt/.safetensors file meanwhile") from None
     session = ort_session(blob)
     with torch.inference_mode():

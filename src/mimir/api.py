@@ -224,16 +224,23 @@ def latency(model: str | Path, against: str | Path | None = None, weights: str |
 
 def train_teacher(model: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,
                   weight_decay: float = 5e-4, seed: int = 0, out: str | Path | None = None,
-                  progress: bool = True, device: str = "auto", precision: str = "fp32") -> dict:
-    """Train registry ``model`` on Fashion-MNIST with labels; returns its info (test accuracy...)."""
+                  progress: bool = True, device: str = "auto", precision: str = "fp32", optimizer: str = "sgd",
+                  warmup: float = 0.0) -> dict:
+    """Train registry ``model`` on Fashion-MNIST with labels; returns its info (test accuracy...).
+    ``optimizer`` sgd (Nesterov) or adamw, ``warmup``: fraction of steps with a linear warm-up."""
     from mimir.teachers import train_teacher as _train
 
     if not is_model(model):
         raise MimirError(f"unknown model '{model}'", f"choose one of: {', '.join(list_models())}")
     if epochs < 1:
         raise MimirError(f"--epochs must be at least 1 (got {epochs})", "pass a positive number")
+    if optimizer not in ("sgd", "adamw"):
+        raise MimirError(f"--optimizer must be sgd or adamw (got {optimizer!r})", "pass --optimizer sgd or adamw")
+    if not 0.0 <= warmup < 1.0:
+        raise MimirError(f"--warmup must be a fraction in [0, 1) (got {warmup})", "pass e.g. --warmup 0.05")
     if out is not None and not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     _, info = _train(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                     seed=seed, out=out, progress=progress, runtime=resolve_runtime(device, precision))
+                     seed=seed, out=out, progress=progress, runtime=resolve_runtime(device, precision),
+                     optimizer=optimizer, warmup=warmup)
     return info

@@ -23,6 +23,8 @@ def _add_train_teacher(sub) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizer", default="sgd", help="sgd (Nesterov, default) or adamw (for ViTs)")
+    p.add_argument("--warmup", type=float, default=0.0, help="fraction of the steps with a linear lr warm-up")
     p.add_argument("--out", required=True, help="where to write the trained teacher (.pt)")
     _add_runtime(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -33,7 +35,8 @@ def _run_train_teacher(args) -> int:
 
     info = api.train_teacher(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, seed=args.seed, out=args.out,
-                             progress=not args.json, device=args.device, precision=args.precision)
+                             progress=not args.json, device=args.device, precision=args.precision,
+                             optimizer=args.optimizer, warmup=args.warmup)
     if args.json:
         print(json.dumps(info))
     else:
@@ -74,12 +77,18 @@ def _add_compress(sub) -> None:
     p.add_argument("--seed", type=int, help="seed for the sample draw and training (default: 0)")
     p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
     p.add_argument("--prune",
-                   help="channels:R (inner channels), channels-all:R (also those residual additions tie, but not "
-                        "the pre-pool map's), blocks:NAME,NAME, or blocks:auto:K with --method practise "
-                        "(default: channels:0.5)")
+                   help="channels:R (channels no residual addition or the head ties: block inner widths, MLP "
+                        "hidden width and attention heads), channels:LAYER=R,... (per-layer ratios), channels-all:R "
+                        "(also those residual additions tie, but not the head's), macs:F / macs-all:F (prune to F "
+                        "of the teacher's MACs), blocks:NAME,NAME, attention:NAME,NAME (drop transformer blocks' "
+                        "attention), or blocks:auto:K with --method practise (default: channels:0.5)")
     p.add_argument("--round-to", type=int, metavar="K",
                    help="with channels:R / channels-all:R: keep a multiple of K channels in every pruned layer "
                         "(CPU kernels work on blocks of 8 or 16 channels)")
+    p.add_argument("--importance", help="channel ranking (Torch-Pruning): l1 (default: the filter's L1 norm), l2, "
+                                        "fpgm, lamp, or taylor (curvature of the label-free MiR loss on the samples)")
+    p.add_argument("--global", dest="global_pruning", action="store_true",
+                   help="rank the channels of all layers together (layers lose different fractions)")
     p.add_argument("--method", help="compression method (default: mir); see 'mimir methods'")
     p.add_argument("--iterations", type=int, help="training iterations (default: 2000)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: 64; min(64, samples) in effect)")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
+from mimir.data.transforms import center_crop, normalize
 from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
@@ -125,7 +126,13 @@ def prune_student(run: Run) -> None:
         scheme = parse_scheme("blocks:" + ",".join(names))
         run.summary["ranking"] = ranking
         run.seconds["select"] = time.perf_counter() - started
-    run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=run.recipe.round_to)
+    r = run.recipe
+    images = None
+    if r.importance == "taylor":  # scored on the few samples themselves (eval view, no labels)
+        images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
+        images = images.to(run.runtime.device)
+    run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=r.round_to, importance=r.importance,
+                                  global_pruning=r.global_pruning, images=images)
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
 

@@ -37,6 +37,8 @@ class Recipe:
     balanced: bool = False
     prune: str = "channels:0.5"
     round_to: int | None = None         # channel schemes: keep a multiple of this many channels per layer
+    importance: str = "l1"              # channel schemes: Torch-Pruning criterion (l1, l2, fpgm, lamp, taylor)
+    global_pruning: bool = False        # channel schemes: rank all channel groups together
     method: str = "mir"
     options: Mapping[str, Any] = field(default_factory=dict)
     iterations: int = 2000
@@ -51,7 +53,7 @@ class Recipe:
     def __post_init__(self) -> None:
         from mimir.engine.runtime import PRECISIONS
         from mimir.methods import check_options, get_method
-        from mimir.prune import parse_scheme
+        from mimir.prune import IMPORTANCES, parse_scheme
 
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
@@ -78,7 +80,12 @@ class Recipe:
         if self.round_to is not None:
             need(isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1,
                  "round_to", "must be a positive integer")
-            need(scheme.kind != "blocks", "round_to", f"applies to channel pruning, not to --prune {self.prune}")
+            need(scheme.prunes_channels, "round_to", f"applies to channel pruning, not to --prune {self.prune}")
+        need(self.importance in IMPORTANCES, "importance", f"must be one of {', '.join(IMPORTANCES)}")
+        need(isinstance(self.global_pruning, bool), "global_pruning", "must be true or false")
+        for name, default in (("importance", "l1"), ("global_pruning", False)):
+            need(getattr(self, name) == default or scheme.prunes_channels, name,
+                 f"applies to channel pruning, not to --prune {self.prune}")
         if method.selects_blocks != bool(scheme.auto_k):
             raise MimirError(f"--method {self.method} does not fit --prune {self.prune}",
                              "PRACTISE chooses the blocks itself: use --method practise with --prune blocks:auto:K, "
@@ -123,8 +130,9 @@ class Recipe:
         return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
-        rounded = f" round_to={self.round_to}" if self.round_to else ""
-        return f"{self.teacher} {self.prune}{rounded} {self.method} n={self.samples} seed={self.seed}"
+        extra = (f" round_to={self.round_to}" if self.round_to else "") + (
+            f" importance={self.importance}" if self.importance != "l1" else "") + (" global" if self.global_pruning else "")
+        return f"{self.teacher} {self.prune}{extra} {self.method} n={self.samples} seed={self.seed}"
 
 
 def recipe_defaults() -> dict:

@@ -14,6 +14,8 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
         methods: [none, bp, kd, fskd, cd, cd-ft, mir, mir-postpool]
         samples: [50, 100, 500, 1000]
         round_to: 8                # optional: keep a multiple of 8 channels per pruned layer
+        importance: [l1, taylor]   # optional: channel criteria to compare (default l1)
+        global: true               # optional: rank channels across layers
 
 Every problem is reported in one line naming the key, e.g. ``grid[1].samples: must be a list of
 positive integers``.
@@ -28,7 +30,8 @@ from mimir.errors import MimirError
 from mimir.recipe import Recipe
 
 _TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
-_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to"}
+_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to", "importance",
+             "global"}
 
 
 @dataclass
@@ -130,7 +133,11 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
         row_seeds = _ints(row.get("seeds", seeds), f"{at}.seeds", minimum=0)
         row_iterations = _ints(row.get("iterations", iterations), f"{at}.iterations")[0]
         row_options = {**options, **(row.get("options") or {})}
-        round_to = _ints(row["round_to"], f"{at}.round_to")[0] if "round_to" in row else None
+        pruning = {"round_to": _ints(row["round_to"], f"{at}.round_to")[0] if "round_to" in row else None,
+                   "global_pruning": row.get("global", False)}
+        if not isinstance(pruning["global_pruning"], bool):
+            raise _fail(f"{at}.global", "must be true or false")
+        importances = _strings(row.get("importance", "l1"), f"{at}.importance")
         for scheme in schemes:
             auto = parse_scheme(scheme).auto_k > 0
             for method in methods:
@@ -141,8 +148,10 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
             for n in samples:
                 for seed in row_seeds:
                     for method in methods:
-                        cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed, row_iterations,
-                                           batch_size, data, eval_data, input_size, row_options, round_to))
+                        for importance in importances:
+                            cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed, row_iterations,
+                                               batch_size, data, eval_data, input_size, row_options,
+                                               {**pruning, "importance": importance}))
         for key in row_options:
             if not any(key in get_method(m).options for m in methods):
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
@@ -160,11 +169,11 @@ def method_options(method: str, options: dict) -> dict:
 
 def _cell(at: str, teacher: str, weights: str | None, scheme: str, method: str, samples: int, seed: int,
           iterations: int, batch_size: int, data: str, eval_data: str | None, input_size: int | None,
-          options: dict, round_to: int | None = None) -> Recipe:
+          options: dict, pruning: dict | None = None) -> Recipe:
     try:
         return Recipe(teacher=teacher, weights=weights, prune=scheme, method=method, samples=samples, seed=seed,
                       iterations=iterations, batch_size=batch_size, data=data, eval_data=eval_data,
-                      input_size=input_size, options=method_options(method, options), round_to=round_to)
+                      input_size=input_size, options=method_options(method, options), **(pruning or {}))
     except MimirError as err:
         raise _fail(at, err.problem) from None
 

@@ -48,6 +48,8 @@ class TrainConfig:
     gamma: float = 0.1
     schedule: str = "step"  # "step" (milestones) or "cosine"
     nesterov: bool = False
+    optimizer: str = "sgd"  # "sgd" (the MiR protocol) or "adamw" (training a ViT teacher from scratch)
+    warmup: float = 0.0     # fraction of the iterations with a linear learning-rate warm-up
     augment: bool = True
     log_every: int = 20                 # steps between reads of the loss (progress bar, non-finite check)
     cache_bytes: int = 2 << 30          # largest teacher-target cache (see views.TargetCache)
@@ -121,6 +123,9 @@ class _Objective(nn.Module):
 
 def lr_factor(cfg: TrainConfig, it: int) -> float:
     """The learning rate of step ``it`` as a fraction of ``cfg.lr``."""
+    warm = round(cfg.warmup * cfg.iterations)
+    if it < warm:
+        return (it + 1) / warm
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
     return cfg.gamma ** sum(it >= round(m * cfg.iterations) for m in cfg.milestones)
@@ -160,8 +165,10 @@ def _catch_interrupt(enabled: bool):
         signal.signal(signal.SIGINT, previous)
 
 
-def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov, fused=fused or None)
 

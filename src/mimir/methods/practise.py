@@ -25,6 +25,7 @@ from mimir.data.datasets import UnlabeledImages
 from mimir.data.transforms import DataConfig
 from mimir.engine import Runtime, Task, TrainConfig, train
 from mimir.engine.runtime import model_device
+from mimir.prune.structure import residual_blocks
 from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params, feature_mse
 from mimir.methods._base import register_method
@@ -70,7 +71,7 @@ def recoverability(teacher: nn.Module, block: str, samples: UnlabeledImages, con
 def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int, cfg: TrainConfig,
                   seed: int, progress: bool = True, runtime: Runtime = Runtime()) -> tuple[list[str], list[dict]]:
     """The K blocks to drop and the full ranking (best to drop first)."""
-    candidates = teacher.droppable_blocks()
+    candidates = residual_blocks(teacher)
     if not 1 <= k <= len(candidates):
         raise MimirError(f"blocks:auto:{k} asks for {k} of {len(candidates)} droppable blocks",
                          f"choose K between 1 and {len(candidates)}")

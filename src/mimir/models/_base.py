@@ -31,17 +31,6 @@ class SplitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def prunable_convs(self) -> list[str] | None:
-        """Names of the convs whose *output* channels ``channels:R`` prunes.
-
-        ``None`` (a user's model) means: every plain conv not coupled to the pre-pool map.
-        """
-        return None
-
-    def droppable_blocks(self) -> list[str]:
-        """Names of residual blocks whose input and output shapes agree, so they can be removed."""
-        return []
-
     def head_module_names(self) -> list[str]:
         """Modules that belong to the head (copied from the teacher, never trained by mimicking)."""
         return [self.classifier_name]

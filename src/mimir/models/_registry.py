@@ -21,7 +21,10 @@ def list_models() -> list[str]:
 
 
 def is_model(name: str) -> bool:
-    return name in _MODELS
+    """A registered name, or ``timm:NAME`` for any model timm knows."""
+    from mimir.models.timm_models import is_timm_model
+
+    return name in _MODELS or is_timm_model(name)
 
 
 def model_entrypoint(name: str) -> Callable[..., SplitModel]:
@@ -33,11 +36,18 @@ def model_entrypoint(name: str) -> Callable[..., SplitModel]:
 
 def accepts(name: str, argument: str) -> bool:
     """Whether registry model ``name`` takes ``argument`` (e.g. ``small_input``)."""
+    if name not in _MODELS:
+        return False
     return argument in inspect.signature(model_entrypoint(name)).parameters
 
 
 def create_model(name: str, **kwargs) -> SplitModel:
-    """Build registered model ``name`` with random weights (``num_classes``, ``in_chans``, ...)."""
+    """Build registered model ``name`` (or ``timm:NAME``) with random weights (``num_classes``,
+    ``in_chans``, ...)."""
+    from mimir.models.timm_models import create_timm_model, timm_name
+
+    if timm_name(name) is not None:
+        return create_timm_model(name, **kwargs)
     if name not in _MODELS:
         raise MimirError(f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}")
     model = _MODELS[name](**kwargs)

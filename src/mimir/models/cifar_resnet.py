@@ -62,14 +62,7 @@ class CifarResNet(SplitModel):
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
 
-    def _blocks(self) -> list[tuple[str, BasicBlock]]:
-        return [(n, m) for n, m in self.named_modules() if isinstance(m, BasicBlock)]
 
-    def prunable_convs(self) -> list[str]:
-        return [f"{n}.conv1" for n, _ in self._blocks()]
-
-    def droppable_blocks(self) -> list[str]:
-        return [n for n, m in self._blocks() if m.downsample is None]
 
 
 @register_model

@@ -34,18 +34,7 @@ class TVResNet(resnet.ResNet, SplitModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def _blocks(self):
-        return [(n, m) for n, m in self.named_modules()
-                if isinstance(m, (resnet.BasicBlock, resnet.Bottleneck))]
 
-    def prunable_convs(self) -> list[str]:
-        names = []
-        for n, m in self._blocks():
-            names += [f"{n}.conv1"] + ([f"{n}.conv2"] if isinstance(m, resnet.Bottleneck) else [])
-        return names
-
-    def droppable_blocks(self) -> list[str]:
-        return [n for n, m in self._blocks() if m.downsample is None]
 
 
 class TVMobileNetV2(mobilenetv2.MobileNetV2, SplitModel):
@@ -69,18 +58,6 @@ class TVMobileNetV2(mobilenetv2.MobileNetV2, SplitModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def _blocks(self):
-        return [(f"features.{i}", m) for i, m in enumerate(self.features)
-                if isinstance(m, mobilenetv2.InvertedResidual)]
-
-    def prunable_convs(self) -> list[str]:
-        # the 1x1 expansion conv of every block that has one; its output width is the block's
-        # hidden width, shared with the depthwise conv and the projection's input
-        return [f"{n}.conv.0.0" for n, m in self._blocks() if len(m.conv) == 4]
-
-    def droppable_blocks(self) -> list[str]:
-        return [n for n, m in self._blocks() if m.use_res_connect]
 
     def head_module_names(self) -> list[str]:
         return ["classifier"]

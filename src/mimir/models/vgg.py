@@ -34,9 +34,6 @@ class VGG(SplitModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def prunable_convs(self) -> list[str]:
-        convs = [f"features.{i}" for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
-        return convs[:-1]  # the last conv writes the pre-pool map, whose width the head needs
 
 
 @register_model

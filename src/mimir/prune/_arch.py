@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from mimir.errors import MimirError
+from mimir.prune.structure import residual_blocks, resolve_name, sync_heads
 
 _RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
 
@@ -23,21 +24,50 @@ def layer_shape(m: nn.Module) -> list[int] | None:
     return None
 
 
-def describe(model: nn.Module, dropped_blocks: list[str]) -> dict:
-    """``{"dropped_blocks": [...], "layers": {name: shape}}`` for every conv, BN and linear layer."""
+def describe(model: nn.Module, dropped_blocks: list[str], dropped_attention: list[str] = ()) -> dict:
+    """``{"dropped_blocks": [...], "dropped_attention": [...], "layers": {name: shape}}`` for every
+    conv, BN and linear layer (``dropped_attention`` only when there is one)."""
     layers = {name: layer_shape(m) for name, m in model.named_modules() if isinstance(m, _RECORDED)}
-    return {"dropped_blocks": list(dropped_blocks), "layers": layers}
+    arch = {"dropped_blocks": list(dropped_blocks), "layers": layers}
+    if dropped_attention:
+        arch["dropped_attention"] = list(dropped_attention)
+    return arch
 
 
-def drop_blocks(model: nn.Module, names: list[str]) -> None:
-    """Replace each named residual block by an identity (after checking it may be dropped)."""
-    droppable = model.droppable_blocks() if hasattr(model, "droppable_blocks") else []
-    for name in names:
-        if name not in droppable:
-            hint = ", ".join(droppable) if droppable else "this model has none"
-            raise MimirError(f"unknown or non-droppable block '{name}'",
-                             f"choose blocks whose input and output shapes agree: {hint}")
+def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
+    """Replace each named residual block by an identity; returns the names as the model spells them."""
+    droppable = residual_blocks(model)
+    full = [resolve_name(model, n, droppable, "droppable block", "blocks that add their input to their output")
+            for n in names]
+    for name in full:
         model.set_submodule(name, nn.Identity())
+    return full
+
+
+class MlpOnly(nn.Module):
+    """A transformer block without its attention: ``x + MLP(norm2(x))`` (with the block's own
+    layer scale and drop path); parameter names stay the block's."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.norm2, self.mlp = block.norm2, block.mlp
+        self.ls2 = getattr(block, "ls2", nn.Identity())
+        self.drop_path2 = getattr(block, "drop_path2", nn.Identity())
+
+    def forward(self, x):
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+def drop_attention(model: nn.Module, names: list[str]) -> list[str]:
+    """Remove the attention branch of each named transformer block (pre-norm blocks with
+    ``attn``, ``norm2`` and ``mlp``, like timm's), keeping its MLP branch."""
+    blocks = [n for n in residual_blocks(model)
+              if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
+    full = [resolve_name(model, n, blocks, "transformer block", "blocks with an attention and an MLP branch")
+            for n in names]
+    for name in full:
+        model.set_submodule(name, MlpOnly(model.get_submodule(name)))
+    return full
 
 
 def _resized(m: nn.Module, shape: list[int]) -> nn.Module:
@@ -53,6 +83,7 @@ def _resized(m: nn.Module, shape: list[int]) -> nn.Module:
 def apply(model: nn.Module, arch: dict) -> nn.Module:
     """Reshape a freshly built base ``model`` in place to the architecture ``arch`` describes."""
     drop_blocks(model, arch.get("dropped_blocks", []))
+    drop_attention(model, arch.get("dropped_attention", []))
     current = dict(model.named_modules())
     for name, shape in arch.get("layers", {}).items():
         m = current.get(name)
@@ -61,4 +92,5 @@ def apply(model: nn.Module, arch: dict) -> nn.Module:
                              "load it with the base model it was compressed from")
         if layer_shape(m) != list(shape):
             model.set_submodule(name, _resized(m, list(shape)))
+    sync_heads(model)
     return model

@@ -1,41 +1,30 @@
-"""``channels:R`` - L1-norm filter pruning (Li et al. 2017) through Torch-Pruning's DepGraph.
+"""Channel pruning through Torch-Pruning's pruner, with the groups chosen by structure.
 
-For each prunable conv (the inner convs of residual blocks, every conv but the last for VGG, or,
-for a user's model, every conv not coupled to the pre-pool map), the ``round(R * C)`` filters with
-the smallest L1 norm are removed together with everything coupled to them (BN, the next conv's
-input channels, depthwise partners). Surviving weights are the teacher's. A group that would reach
-the classifier's input is refused, so the head always fits unchanged.
+``scope="inner"`` (``channels:R``) prunes the channel groups no residual addition and no head
+module ties together (see :mod:`mimir.prune.structure`): a ResNet block's inner channels, a
+bottleneck's two inner widths, an inverted-residual block's expansion, a plain VGG's every conv
+but the last, a ViT's MLP hidden width and its attention heads (whole heads). ``scope="all"``
+(``channels-all:R``) also prunes coupled groups - the additions shrink with them - but never one
+that reaches the head. Surviving weights are the teacher's, so the head always fits unchanged.
 
-``scope="all"`` (``channels-all:R``) also prunes the channels that residual additions tie together
-(a ResNet stage's stem/shortcut/block-output width: the additions and activations shrink too),
-except the group that reaches the pre-pool map. ``round_to=K`` keeps a multiple of K channels in
-every pruned layer (the nearest one, at least K): CPU convolution kernels work on blocks of 8 or
-16 channels, so widths off those multiples cost time the MACs do not show.
+Torch-Pruning does the ranking and the surgery: ``importance`` (l1 - the filter's own L1 norm,
+Li et al. 2017, the default - l2, fpgm, lamp, or taylor, see :func:`taylor_scores`),
+``global_pruning`` (rank all groups together), per-layer ratios and ``round_to``.
 """
 
 from __future__ import annotations
 
+import warnings
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from mimir.errors import MimirError
 from mimir.models._base import trace_target
+from mimir.prune.structure import (attention_modules, channel_groups, dependency_graph, head_modules,
+                                   resolve_name, sync_heads)
 
-
-def _touches(group, module: nn.Module) -> bool:
-    return any(dep.target.module is module for dep, _ in group)
-
-
-def _is_plain_conv(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups == 1
-
-
-def _record(kept: dict[str, list[int]], name: str, size: int, removed: list[int]) -> None:
-    """Compose this pruning step's survivors with earlier ones (indices into the *teacher's* layer)."""
-    before = kept.get(name, list(range(size)))
-    gone = set(removed)
-    kept[name] = [c for i, c in enumerate(before) if i not in gone]
+IMPORTANCES = ("l1", "l2", "fpgm", "lamp", "taylor")
 
 
 def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> int:
@@ -48,54 +37,114 @@ def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> i
     return keep
 
 
+class _Pruner(tp.pruner.BasePruner):
+    """Torch-Pruning's pruner with mimir's rounding (nearest multiple of ``round_to``, never 0)."""
+
+    def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+        keep = kept_channels(current_channels, n_pruned / current_channels, round_to)
+        return current_channels - keep
+
+
+def importance(name: str) -> tp.importance.Importance:
+    """Torch-Pruning's importance criterion called ``name`` (ranking within a group is what the
+    filter-level criteria published; the mean normaliser only matters for global pruning)."""
+    if name == "l1":
+        return tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer="mean")
+    if name == "l2":
+        return tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer="mean")
+    if name == "fpgm":
+        return tp.importance.FPGMImportance()
+    if name == "lamp":
+        return tp.importance.LAMPImportance(p=2)
+    if name == "taylor":
+        return tp.importance.HessianImportance(group_reduction="mean", normalizer="mean")
+    raise MimirError(f"unknown importance '{name}'", f"choose one of {', '.join(IMPORTANCES)}")
+
+
+def taylor_scores(model: nn.Module, images: torch.Tensor, projections: int = 8) -> None:
+    """Leave in every parameter's ``.grad`` the diagonal Gauss-Newton curvature of the MiR loss.
+
+    The student starts as a copy of the teacher, where MiR's loss ``||body_S(x) - body_T(x)||^2``
+    is zero and so is its gradient: first-order Taylor scores would all be zero. The second-order
+    term is ``delta' J'J delta``; ``E_r[(d r'f(x) / dw)^2] = diag(J'J)`` for Gaussian ``r``, so a few
+    random projections of the pre-pool map estimate it. Torch-Pruning's Hessian (OBD) criterion
+    then scores a channel by ``sum w^2 diag(J'J)``: how much removing it moves the map MiR mimics.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    curvature = [torch.zeros_like(p) for p in params]
+    with torch.enable_grad():
+        for _ in range(projections):
+            model.zero_grad(set_to_none=True)
+            features = model.forward_features(images)
+            r = torch.randn(features.shape, generator=generator).to(features)
+            (features * r).sum().backward()
+            for c, p in zip(curvature, params):
+                if p.grad is not None:
+                    c.add_(p.grad.detach() ** 2)
+    for c, p in zip(curvature, params):
+        p.grad = c / projections
+
+
+def _record(kept: dict[str, list[int]], name: str, size: int, removed: list[int]) -> None:
+    """Compose this pruning step's survivors with earlier ones (indices into the *teacher's* layer)."""
+    before = kept.get(name, list(range(size)))
+    gone = set(removed)
+    kept[name] = [c for i, c in enumerate(before) if i not in gone]
+
+
+def _size(module: nn.Module, out: bool) -> int:
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels if out else module.in_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features if out else module.in_features
+    return module.num_features
+
+
 def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, scope: str = "inner",
-                   round_to: int | None = None) -> dict:
-    """Prune ``model`` in place (``scope``: ``"inner"`` channels only, or ``"all"`` but those of the
-    pre-pool map; ``round_to``: see :func:`kept_channels`).
+                   round_to: int | None = None, importance_name: str = "l1", global_pruning: bool = False,
+                   layer_ratios: dict[str, float] | None = None, images: torch.Tensor | None = None) -> dict:
+    """Prune ``model`` in place (see the module docstring). ``layer_ratios`` maps module names
+    (``layer1``, ``blocks.3``) to their own ratio; with it, layers it does not name are kept.
+    ``images``: a normalised batch of the few samples, needed by ``importance_name="taylor"``.
 
     Returns ``{"out": {layer: kept teacher channels}, "in": {layer: kept teacher input channels}}``
     for every conv / BN / linear layer that lost channels (what FSKD and CD compare against).
     """
-    if not 0.0 < ratio < 1.0:
+    if not (0.0 < ratio < 1.0 or layer_ratios):
         raise MimirError(f"prune ratio {ratio} is outside (0, 1)", "use e.g. --prune channels:0.5")
-    target = trace_target(model)
-    classifier = model.get_submodule(model.classifier_name)
-    graph = tp.DependencyGraph().build_dependency(target, example_inputs=example_input, verbose=False)
+    graph = dependency_graph(model, example_input)
+    groups = channel_groups(model, graph)
+    excluded = {w for g in groups if g.reaches_head or (scope == "inner" and g.coupled) for w in g.writers}
+    ignored = list(head_modules(model)) + [model.get_submodule(n) for n in excluded]
+    attention = attention_modules(model)
+    scorer = importance(importance_name)
+    if importance_name == "taylor":
+        if images is None:
+            raise MimirError("importance 'taylor' needs the few samples", "pass images= (the CLI does this itself)")
+        taylor_scores(model, images)
+    modules = [n for n, _ in model.named_modules() if n]
+    ratios = {model.get_submodule(resolve_name(model, n, modules, "existing layer", "modules of the model")): r
+              for n, r in (layer_ratios or {}).items()}
+    heads = {m.qkv: m.num_heads for m in attention.values()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters")
+        pruner = _Pruner(trace_target(model), example_input, importance=scorer, global_pruning=global_pruning,
+                         pruning_ratio=0.0 if layer_ratios else ratio, pruning_ratio_dict=ratios or None,
+                         ignored_layers=ignored, round_to=round_to, num_heads=heads, prune_num_heads=True,
+                         prune_head_dims=False, head_pruning_ratio=0.0 if layer_ratios else ratio,
+                         head_pruning_ratio_dict={m: r for m, r in ratios.items()} or None)
     names = {m: n for n, m in model.named_modules()}
-    candidates = model.prunable_convs() if scope == "inner" else None
-    explicit = candidates is not None
-    if not explicit:  # a user's model, or scope "all": every plain conv not coupled to the pre-pool map
-        candidates = [n for n, m in model.named_modules() if _is_plain_conv(m)]
     kept: dict[str, dict[str, list[int]]] = {"out": {}, "in": {}}
-    done: set[nn.Module] = set()
-    for name in candidates:
-        conv = model.get_submodule(name)
-        if conv in done:
-            continue
-        channels = conv.out_channels
-        n_prune = channels - kept_channels(channels, ratio, round_to)
-        if n_prune == 0:
-            continue
-        l1 = conv.weight.detach().abs().flatten(1).sum(1)
-        idxs = torch.argsort(l1)[:n_prune].tolist()
-        group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs)
-        if _touches(group, classifier):
-            if explicit:
-                raise RuntimeError(f"{name} is coupled to the pre-pool feature map; it must not be prunable")
-            continue
-        for dep, dep_idxs in group:
-            module, handler = dep.target.module, dep.handler
-            if module not in names:
+    for group in pruner.step(interactive=True):
+        for dep, idxs in group:
+            module = dep.target.module
+            if module not in names or not isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
                 continue
-            if handler in (tp.prune_conv_out_channels, tp.prune_batchnorm_out_channels,
-                           tp.prune_linear_out_channels):
-                size = module.out_channels if isinstance(module, nn.Conv2d) else (
-                    module.num_features if isinstance(module, nn.BatchNorm2d) else module.out_features)
-                _record(kept["out"], names[module], size, list(dep_idxs))
-                if _is_plain_conv(module):
-                    done.add(module)
-            elif handler in (tp.prune_conv_in_channels, tp.prune_linear_in_channels):
-                size = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
-                _record(kept["in"], names[module], size, list(dep_idxs))
+            out = graph.is_out_channel_pruning_fn(dep.handler)
+            _record(kept["out" if out else "in"], names[module], _size(module, out), list(idxs))
         group.prune()
+    sync_heads(model)   # whole heads were removed: tell each attention how many are left
+    model.zero_grad(set_to_none=True)
     return kept
+

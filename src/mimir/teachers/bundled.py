@@ -44,8 +44,10 @@ def fashion_mnist_model(name: str) -> nn.Module:
 
 def train_teacher(name: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,
                   weight_decay: float = 5e-4, seed: int = 0, out: str | Path | None = None,
-                  progress: bool = True, runtime: Runtime = Runtime()) -> tuple[nn.Module, dict]:
-    """Supervised training on all 60,000 Fashion-MNIST training images (SGD + Nesterov, cosine),
+                  progress: bool = True, runtime: Runtime = Runtime(), optimizer: str = "sgd",
+                  warmup: float = 0.0) -> tuple[nn.Module, dict]:
+    """Supervised training on all 60,000 Fashion-MNIST training images (SGD + Nesterov or AdamW,
+    cosine after an optional linear warm-up),
     with the shared loop (pad-and-crop + flip, channels-last, on ``runtime``'s device).
 
     Returns the model and ``{"test_accuracy", "epochs", ...}``; writes a mimir file to ``out``.
@@ -55,16 +57,20 @@ def train_teacher(name: str, epochs: int = 10, batch_size: int = 128, lr: float 
     train_set, test = load_fashion_mnist("train"), load_fashion_mnist("test")
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
     cfg = TrainConfig(iterations=epochs * steps_per_epoch, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, schedule="cosine", nesterov=True)
+                      weight_decay=weight_decay, schedule="cosine", nesterov=True, optimizer=optimizer,
+                      warmup=warmup)
     start = time.perf_counter()
     train(supervised(model), train_set.images, train_set.labels, FASHION_MNIST, cfg, seed, runtime, progress,
           desc=f"train {name}")
     info = {
         "test_accuracy": accuracy(model, test, FASHION_MNIST, runtime=runtime),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+        "optimizer": optimizer, "warmup": warmup,
         "train_seconds": round(time.perf_counter() - start, 1), "torch": str(torch.__version__),
         "command": f"mimir train-teacher {name} --epochs {epochs} --batch-size {batch_size} --lr {lr} "
-                   f"--weight-decay {weight_decay} --seed {seed}" + (f" --out {out}" if out else ""),
+                   f"--weight-decay {weight_decay} --seed {seed}"
+                   + (f" --optimizer {optimizer} --warmup {warmup}" if optimizer != "sgd" or warmup else "")
+                   + (f" --out {out}" if out else ""),
     }
     model.cpu().to(memory_format=torch.contiguous_format)
     if out is not None:

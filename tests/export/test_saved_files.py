@@ -16,6 +16,7 @@ from mimir.export import save_model
 from mimir.export.checkpoint import _JSON_ENTRIES
 from mimir.models import create_model, list_models
 from mimir.models._registry import accepts
+from mimir.prune import residual_blocks
 from mimir.prune import prune
 
 FORMATS = (".pt", ".safetensors")
@@ -32,7 +33,7 @@ def _build(name: str):
 
 
 def _schemes(model) -> list[str]:
-    blocks = model.droppable_blocks()
+    blocks = residual_blocks(model)
     return ["none", "channels:0.5"] + ([f"blocks:{blocks[-1]}"] if blocks else [])
 
 

@@ -13,6 +13,7 @@ from mimir.methods._layers import capture, pruned_convs
 from mimir.methods.cd import cross_distill_layer
 from mimir.methods.fskd import absorb, least_squares
 from mimir.methods.practise import select_blocks
+from mimir.prune import residual_blocks
 from mimir.prune import prune
 
 X = torch.zeros(1, 1, 28, 28)
@@ -101,7 +102,7 @@ def test_practise_ranking_is_deterministic_and_drops_k(teacher20, fmnist_train):
     chosen_b, ranking_b = select_blocks(teacher, few, config, 3, cfg, seed=4, progress=False)
     assert ranking_a == ranking_b and chosen_a == chosen_b
     assert len(chosen_a) == 3 and len(set(chosen_a)) == 3
-    assert {r["block"] for r in ranking_a} == set(teacher.droppable_blocks())
+    assert {r["block"] for r in ranking_a} == set(residual_blocks(teacher))
     scores = [r["score"] for r in ranking_a]
     assert scores == sorted(scores) and chosen_a == [r["block"] for r in ranking_a[:3]]
 

@@ -10,6 +10,8 @@ from mimir.export import load_model, save_model
 from mimir.data import FASHION_MNIST
 from mimir.models import list_models, wrap_model
 from mimir.prune import parse_scheme, prune
+from mimir.prune.channels import kept_channels
+from mimir.prune.structure import channel_groups, dependency_graph
 
 from tests.models.test_split import _small, _UsersNet
 
@@ -29,9 +31,19 @@ def test_channels_keep_the_pre_pool_map_and_head(name, ratio):
     t_macs, t_params = count_macs_params(teacher, X)
     s_macs, s_params = count_macs_params(student, X)
     assert s_macs < t_macs and s_params < t_params
-    for conv in teacher.prunable_convs():
-        c = teacher.get_submodule(conv).out_channels
-        assert student.get_submodule(conv).out_channels == c - min(c - 1, round(ratio * c))
+    for conv in _inner_roots(teacher):
+        c = _width(teacher.get_submodule(conv))
+        assert _width(student.get_submodule(conv)) == kept_channels(c, ratio)
+
+
+def _width(layer):
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def _inner_roots(model):
+    """Layers whose out-channels channels:R prunes (not attention q/k/v: those lose whole heads)."""
+    groups = channel_groups(model, dependency_graph(model, X))
+    return [g.root for g in groups if not (g.coupled or g.reaches_head or g.attention)]
 
 
 def _conv_macs(model, x):
@@ -134,12 +146,12 @@ def test_users_model_prunes_only_channels_off_the_feature_map():
 def test_round_to_keeps_a_multiple_of_k_channels(ratio, round_to):
     teacher = _small("resnet20").eval()
     student, _ = prune(teacher, f"channels:{ratio}", X, round_to=round_to)
-    for conv in teacher.prunable_convs():
+    for conv in _inner_roots(teacher):
         c = teacher.get_submodule(conv).out_channels
         kept = student.get_submodule(conv).out_channels
         assert kept % round_to == 0 or kept == c
         assert round_to <= kept <= c
-        assert abs(kept - (c - round(ratio * c))) <= round_to / 2   # the nearest multiple
+        assert abs(kept - kept_channels(c, ratio)) <= round_to / 2 or kept == round_to  # nearest multiple, >= K
     with torch.no_grad():
         assert student.forward_features(X).shape == teacher.forward_features(X).shape
 

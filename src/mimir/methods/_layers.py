@@ -11,6 +11,7 @@ from torch import nn
 from mimir.data.transforms import DataConfig, center_crop, normalize
 from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
+from mimir.prune.structure import dependency_graph
 
 
 @dataclass(frozen=True)
@@ -22,28 +23,30 @@ class PrunedConv:
 
 
 def pruned_convs(teacher: nn.Module, student: nn.Module, arch: dict, example: torch.Tensor, method: str) -> list[PrunedConv]:
-    """Every plain conv whose input or output channels were pruned, in execution order."""
+    """Every plain conv whose input or output channels were pruned, in execution order, with the
+    BatchNorm that consumes its output alone (read off Torch-Pruning's traced graph)."""
     kept = arch.get("kept_channels", {"out": {}, "in": {}})
-    order: list[str] = []
-    conv_out: dict[int, str] = {}
-    follows: dict[str, str] = {}
     names = {m: n for n, m in student.named_modules()}
-
-    def hook(module, args, output):
-        name = names[module]
-        if isinstance(module, nn.Conv2d):
-            order.append(name)
-            conv_out[id(output)] = name
-        elif id(args[0]) in conv_out:
-            follows[conv_out[id(args[0])]] = name
-
-    handles = [m.register_forward_hook(hook) for m in student.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda mod, a, o: order.append(names[mod]))
+               for m in student.modules() if isinstance(m, nn.Conv2d)]
+    was_training = student.training
+    example = example.to(model_device(student))
     try:
         with torch.no_grad():
-            student.eval()(example.to(model_device(student)))
+            student.eval()(example)
+        for h in handles:
+            h.remove()
+        graph = dependency_graph(student, example)
     finally:
         for h in handles:
             h.remove()
+        student.train(was_training)
+    follows: dict[str, str] = {}
+    for module, node in graph.module2node.items():
+        if isinstance(module, nn.Conv2d) and module in names and len(node.outputs) == 1 \
+                and isinstance(node.outputs[0].module, nn.BatchNorm2d) and node.outputs[0].module in names:
+            follows[names[module]] = names[node.outputs[0].module]
     t_mods = dict(teacher.named_modules())
     layers = []
     for name in dict.fromkeys(order):

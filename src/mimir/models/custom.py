@@ -1,42 +1,51 @@
 """A user's own ``nn.Module`` given the body / head split mimir needs.
 
-The pre-pool feature map is either the output of a named layer (``feature_layer="layer4"``) or,
-when the model ends in a global pooling followed by a linear layer, found automatically as the
-*input* of that pooling. The head is global average pooling + the model's last linear layer;
-wrapping checks on a random batch that ``head(body(x)) == model(x)`` and refuses otherwise.
+The pre-pool feature map is found by tracing the model with torch.fx and running the trace once:
+walking back from the last linear layer through shape-only steps (flatten, view, dropout), the
+first operation whose output is the *mean* of its input over the spatial dimensions (or over the
+tokens of a ``B x T x D`` sequence) is the global pooling, however it is written -
+``nn.AdaptiveAvgPool2d``, ``x.mean((2, 3))``, ``F.adaptive_avg_pool2d(x, 1).flatten(1)``,
+``torch.flatten(F.avg_pool2d(x, 7), 1)``, ``x.mean(1)``. Its input is the pre-pool map. The traced
+model (a ``GraphModule`` with the user's layers under their own names) gets a marker layer there.
+
+When torch.fx cannot trace the model, an ``nn`` pooling module before the classifier is used; when
+there is none, the user names the layer (``feature_layer``), whose output is then the map.
+
+Wrapping works on a copy: the user's model keeps its mode, gets no hooks and no changes, also when
+wrapping fails. The head is global average pooling + the model's last linear layer; wrapping
+checks on a random batch that ``head(body(x)) == model(x)`` and refuses otherwise.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import sys
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from mimir.errors import MimirError
 from mimir.models._base import SplitModel
 
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+_MARKER = "mimir_pre_pool"   # the identity layer placed on the pre-pool map of a traced model
+_SHAPE_ONLY = {"flatten", "view", "reshape", "squeeze", "contiguous", "dropout"}
 
 
 class WrappedModel(SplitModel):
-    """``model`` with ``forward_features`` returning the map at ``feature_layer``.
-
-    The wrapped model still runs whole (the head is a pooling and one linear layer, so the
-    waste is negligible) and a hook captures the feature map; no graph surgery is needed, so any
-    model the user can call works.
-    """
+    """``model`` (the traced copy, or a copy of the user's module) with ``forward_features``
+    returning the map captured at ``feature_layer``'s output (``on_input``: its input)."""
 
     model_name = "custom"
 
-    def __init__(self, model: nn.Module, feature_layer: str, classifier: str, on_input: bool) -> None:
+    def __init__(self, model: nn.Module, feature_layer: str, classifier: str, on_input: bool,
+                 factory: str | None, detected: bool) -> None:
         super().__init__()
         self.model = model
         # how to rebuild it on load: the factory, and the layer (None: detect the pooling again)
-        self.model_kwargs = {"factory": getattr(model, "_mimir_factory", None),
-                             "feature_layer": None if on_input else feature_layer}
+        self.model_kwargs = {"factory": factory, "feature_layer": None if detected else feature_layer}
         self.feature_layer = feature_layer
         self.classifier_name = f"model.{classifier}"
         self._on_input = on_input
@@ -59,12 +68,77 @@ class WrappedModel(SplitModel):
         features, self._captured = self._captured, None
         return features
 
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        pooled = features.mean(1) if features.dim() == 3 else torch.flatten(
+            nn.functional.adaptive_avg_pool2d(features, 1), 1)
+        return pooled if pre_logits else self.get_submodule(self.classifier_name)(pooled)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
     def trace_target(self) -> nn.Module:
         """The module Torch-Pruning should trace (the user's model, called once)."""
         return self.model
+
+
+# ----------------------------------------------------------------------------- finding the pooling
+class _Recorder(fx.Interpreter):
+    """Runs a traced graph and keeps every node's value."""
+
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.values: dict[fx.Node, object] = {}
+
+    def run_node(self, n: fx.Node):
+        self.values[n] = out = super().run_node(n)
+        return out
+
+
+def _is_mean_of(out: object, source: object) -> bool:
+    """Whether ``out`` is ``source`` averaged over its spatial dims (B C H W) or tokens (B T D)."""
+    if not isinstance(out, torch.Tensor) or not isinstance(source, torch.Tensor) or source.dim() not in (3, 4):
+        return False
+    mean = source.mean((2, 3)) if source.dim() == 4 else source.mean(1)
+    if source.dim() == 4 and source.shape[-2:] == (1, 1):
+        return False   # already pooled: the map is further back
+    return out.numel() == mean.numel() and torch.allclose(out.reshape(mean.shape), mean, atol=1e-5, rtol=1e-4)
+
+
+def _shape_only(node: fx.Node, traced: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return isinstance(traced.get_submodule(node.target), (nn.Dropout, nn.Identity, nn.Flatten))
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return node.op in ("call_method", "call_function") and name in _SHAPE_ONLY
+
+
+def _traced_split(model: nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, str] | None:
+    """The traced model with a marker layer on the pre-pool map, and the classifier's name; None
+    when torch.fx cannot trace the model or no pooling feeds the last linear layer."""
+    try:
+        traced = fx.symbolic_trace(model)
+        recorder = _Recorder(traced)
+        with torch.no_grad():
+            recorder.run(x)
+    except Exception:  # noqa: BLE001 - any tracing failure means: fall back to module hooks
+        return None
+    linears = [n for n in traced.graph.nodes
+               if n.op == "call_module" and isinstance(traced.get_submodule(n.target), nn.Linear)]
+    if not linears:
+        return None
+    classifier = linears[-1]
+    node = classifier.args[0] if classifier.args and isinstance(classifier.args[0], fx.Node) else None
+    while node is not None:
+        sources = [a for a in node.all_input_nodes if isinstance(recorder.values.get(a), torch.Tensor)]
+        pooled = [a for a in sources if _is_mean_of(recorder.values[node], recorder.values[a])]
+        if pooled:
+            with traced.graph.inserting_after(pooled[0]):
+                traced.add_submodule(_MARKER, nn.Identity())
+                marker = traced.graph.call_module(_MARKER, (pooled[0],))
+            node.replace_input_with(pooled[0], marker)
+            traced.recompile()
+            return traced, classifier.target
+        node = sources[0] if _shape_only(node, traced) and len(sources) == 1 else None
+    return None
 
 
 def _execution_order(model: nn.Module, x: torch.Tensor) -> list[str]:
@@ -81,47 +155,63 @@ def _execution_order(model: nn.Module, x: torch.Tensor) -> list[str]:
 
 
 def wrap_model(model: nn.Module, in_chans: int, input_size: int, feature_layer: str | None = None) -> WrappedModel:
-    """Give ``model`` the body / head split; see the module docstring."""
-    names = dict(model.named_modules())
+    """Give (a copy of) ``model`` the body / head split; see the module docstring."""
+    factory = getattr(model, "_mimir_factory", None)
+    model = copy.deepcopy(model).eval()
     x = torch.randn(2, in_chans, input_size, input_size)
-    was_training = model.training
-    model.eval()
-    order = _execution_order(model, x)
-    linears = [n for n in order if isinstance(names[n], nn.Linear)]
-    if not linears:
-        raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
-    classifier = linears[-1]
-    if feature_layer is None:
-        before = order[: len(order) - 1 - order[::-1].index(classifier)]
-        pools = [n for n in before if isinstance(names[n], _POOLS)]
-        if not pools:
-            raise MimirError("could not find the global pooling before the classifier",
-                             "name the layer whose output is the pre-pool feature map (--feature-layer)")
-        wrapped = WrappedModel(model, pools[-1], classifier, on_input=True)
-        feature_layer = pools[-1]
-    else:
+    names = dict(model.named_modules())
+    if feature_layer is not None:
         if feature_layer not in names or not feature_layer:
             candidates = [n for n in names if n][-6:]
             raise MimirError(f"the model has no layer named '{feature_layer}'",
                              f"use the dotted name of an existing module, e.g. one of {candidates}")
-        wrapped = WrappedModel(model, feature_layer, classifier, on_input=False)
+        order = _execution_order(model, x)
+        linears = [n for n in order if isinstance(names[n], nn.Linear)]
+        if not linears:
+            raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
+        wrapped = WrappedModel(model, feature_layer, linears[-1], False, factory, detected=False)
+    else:
+        split = _traced_split(model, x)
+        if split is not None:
+            traced, classifier = split
+            wrapped = WrappedModel(traced, _MARKER, classifier, False, factory, detected=True)
+        else:
+            wrapped = _wrap_at_pool_module(model, x, names, factory)
+    _check_split(wrapped, x)
+    return wrapped.eval()
+
+
+def _wrap_at_pool_module(model: nn.Module, x: torch.Tensor, names: dict, factory: str | None) -> WrappedModel:
+    order = _execution_order(model, x)
+    linears = [n for n in order if isinstance(names[n], nn.Linear)]
+    if not linears:
+        raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
+    before = order[: len(order) - 1 - order[::-1].index(linears[-1])]
+    pools = [n for n in before if isinstance(names[n], _POOLS)]
+    if not pools:
+        raise MimirError("could not find the global pooling before the classifier (torch.fx could not trace "
+                         "the model, and it has no pooling layer)",
+                         "name the layer whose output is the pre-pool feature map (--feature-layer)")
+    return WrappedModel(model, pools[-1], linears[-1], True, factory, detected=True)
+
+
+def _check_split(wrapped: WrappedModel, x: torch.Tensor) -> None:
+    layer = wrapped.feature_layer
     with torch.no_grad():
         features = wrapped.forward_features(x)
-        if not isinstance(features, torch.Tensor) or features.dim() != 4:
-            raise MimirError(f"layer '{feature_layer}' does not output a 4-D feature map",
+        if not isinstance(features, torch.Tensor) or features.dim() not in (3, 4):
+            raise MimirError(f"layer '{layer}' does not output a feature map (B x C x H x W, or B x T x D tokens)",
                              "name the last convolutional layer or stage before global pooling")
-        reference = model(x)
+        reference = wrapped.model(x)
         try:
             rebuilt = wrapped.forward_head(features)
             fits = rebuilt.shape == reference.shape and torch.allclose(rebuilt, reference, atol=1e-4, rtol=1e-4)
         except RuntimeError:
             fits = False
     if not fits:
-        raise MimirError(f"what follows layer '{feature_layer}' is not global average pooling + the linear "
-                         f"layer '{classifier}'", "name the layer whose output feeds the global pooling")
-    model.train(was_training)
-    wrapped.train(was_training)
-    return wrapped
+        raise MimirError(f"what follows layer '{layer}' is not global average pooling + the linear "
+                         f"layer '{wrapped.classifier_name.removeprefix('model.')}'",
+                         "name the layer whose output feeds the global pooling")
 
 
 def build_from_factory(spec: str) -> nn.Module:

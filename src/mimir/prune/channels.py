@@ -27,22 +27,22 @@ from mimir.prune.structure import (attention_modules, channel_groups, dependency
 IMPORTANCES = ("l1", "l2", "fpgm", "lamp", "taylor")
 
 
+def _rounded(keep: int, channels: int, round_to: int | None) -> int:
+    return min(channels, max(round_to, round_to * round(keep / round_to))) if round_to else keep
+
+
 def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> int:
-    """How many of ``channels`` survive pruning at ``ratio`` (at least one; with ``round_to`` K,
-    the nearest multiple of K, at least K and at most ``channels``). Like Torch-Pruning's
-    ``round_to``, which rounds down, but never to zero."""
-    keep = max(1, channels - round(ratio * channels))
-    if round_to:
-        keep = min(channels, max(round_to, round_to * round(keep / round_to)))
-    return keep
+    """How many of ``channels`` survive pruning at ``ratio``: Torch-Pruning's ``int(C * (1 - R))``,
+    at least one; with ``round_to`` K, the nearest multiple of K, at least K and at most ``channels``
+    (Torch-Pruning's own ``round_to`` rounds down, and can reach zero)."""
+    return _rounded(max(1, int(channels * (1 - ratio))), channels, round_to)
 
 
 class _Pruner(tp.pruner.BasePruner):
     """Torch-Pruning's pruner with mimir's rounding (nearest multiple of ``round_to``, never 0)."""
 
     def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
-        keep = kept_channels(current_channels, n_pruned / current_channels, round_to)
-        return current_channels - keep
+        return current_channels - _rounded(current_channels - n_pruned, current_channels, round_to)
 
 
 def importance(name: str) -> tp.importance.Importance:

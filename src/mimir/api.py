@@ -43,6 +43,9 @@ def compress(
     seed: int = 0,
     prune: str = "channels:0.5",
     method: str = "mir",
+    round_to: int | None = None,
+    importance: str = "l1",
+    global_pruning: bool = False,
     iterations: int = 2000,
     batch_size: int = 64,
     lr: float | None = None,
@@ -51,6 +54,9 @@ def compress(
     feature_layer: str | None = None,
     data_config: DataConfig | None = None,
     input_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    interpolation: str | None = None,
     options: dict | None = None,
     eval_data: str | Path | LabeledImages | LabeledImageFiles | None = "auto",
     device: str = "auto",
@@ -67,7 +73,10 @@ def compress(
     """Prune ``teacher`` with ``prune``, train the student with ``method`` on ``samples`` images of
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
 
-    ``options`` are method settings (e.g. ``{"temperature": 4}`` for KD, ``{"mu": 0.6}`` for CD; see each
+    ``prune`` is a scheme (see :mod:`mimir.prune.schemes`); channel schemes also take ``round_to``,
+    ``importance`` (l1, l2, fpgm, lamp, taylor) and ``global_pruning``. ``input_size``, ``mean``,
+    ``std`` and ``interpolation`` override the teacher's own input settings (a model nothing
+    describes gets announced assumptions). ``options`` are method settings (e.g. ``{"temperature": 4}`` for KD, ``{"mu": 0.6}`` for CD; see each
     method's docstring); an unknown one is an error. ``eval_data`` (labelled: ``"fashion-mnist"`` or an
     ImageNet-style folder) gives accuracies; ``"auto"`` means the Fashion-MNIST test set when ``data`` is
     Fashion-MNIST, otherwise none. ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda`` or
@@ -91,7 +100,9 @@ def compress(
             feature_layer=feature_layer, data=_name_of(data),
             eval_data=None if eval_data is None else (str(eval_data) if eval_obj == "auto" else _name_of(eval_data)),
             samples=samples, seed=seed, balanced=balanced, prune=prune, method=method, options=dict(options or {}),
+            round_to=round_to, importance=importance, global_pruning=global_pruning,
             iterations=iterations, batch_size=batch_size, lr=lr, input_size=input_size, data_config=data_config,
+            mean=mean, std=std, interpolation=interpolation,
             device=device, precision=precision, compile=compile)
     ckpt = None
     if checkpoint_every or resume or checkpoint is not None:
@@ -134,7 +145,7 @@ def _load_shipped(model: str | Path, weights: str | Path | None = None,
         own = not is_model(str(model)) and ":" in str(model) and not path.exists()
         if own and input_size is None:
             raise MimirError(f"the input size of '{model}' is unknown", "pass --input-size N (pixels, square)")
-        net, config = load_teacher(str(model), weights)
+        net, config = load_teacher(str(model), weights, given={"input_size": input_size})
         info = {}
     if input_size is not None:
         config = replace(config, input_size=input_size)

@@ -53,6 +53,23 @@ def _add_runtime(p, defaults: bool = True) -> None:
                                        "(fp16 with a gradient scaler)", default="fp32" if defaults else argparse.SUPPRESS)
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+
+
+def _add_input_settings(p) -> None:
+    """--mean / --std / --interpolation: what a model's file, timm's config, or nothing may not say."""
+    p.add_argument("--mean", type=_floats, metavar="M[,M,M]",
+                   help="per-channel input mean (default: the teacher's file or timm config)")
+    p.add_argument("--std", type=_floats, metavar="S[,S,S]",
+                   help="per-channel input std (default: the teacher's file or timm config)")
+    p.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"],
+                   help="resize interpolation for image folders (default: the teacher's own)")
+
+
 def _add_compress(sub) -> None:
     # every recipe flag defaults to "not given", so that --recipe FILE supplies it unless the flag overrides it
     p = sub.add_parser("compress", help="prune a teacher and train the student on a few unlabeled images",
@@ -69,6 +86,7 @@ def _add_compress(sub) -> None:
     p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map "
                                            "(default: the input of the final global pooling)")
     p.add_argument("--input-size", type=int, help="square input size in pixels (default: the teacher's own)")
+    _add_input_settings(p)
     p.add_argument("--data", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
     p.add_argument("--eval-data",
                    help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
@@ -386,7 +404,10 @@ def _run_report(args) -> int:
 
 
 def _add_listing(sub) -> None:
-    sub.add_parser("models", help="list registry models and bundled teachers")
+    p = sub.add_parser("models", help="list registry models and bundled teachers (--timm: the tested timm families)")
+    p.add_argument("--timm", nargs="?", const="", metavar="PATTERN",
+                   help="without PATTERN: what mimir prunes and drops in each tested timm family; with it: "
+                        "timm's model names matching PATTERN (e.g. 'resnet*'), usable as timm:NAME")
     sub.add_parser("methods", help="list compression methods")
 
 
@@ -394,9 +415,28 @@ def _run_models(args) -> int:
     from mimir.models import list_models
     from mimir.teachers import bundled_teachers
 
+    if args.timm is not None:
+        return _run_timm_models(args.timm)
     bundled = set(bundled_teachers())
     for name in list_models():
         print(name + ("  (bundled Fashion-MNIST teacher)" if name in bundled else ""))
+    return 0
+
+
+def _run_timm_models(pattern: str) -> int:
+    from mimir.prune.families import family_rows, format_rows
+
+    if pattern:
+        import timm
+
+        names = timm.list_models(pattern)
+        if not names:
+            raise MimirError(f"timm has no model matching '{pattern}'", "try a wider pattern, e.g. 'resnet*'")
+        print("\n".join(f"timm:{n}" for n in names))
+        return 0
+    print(format_rows(family_rows()))
+    print("\nAny timm classifier can be named timm:NAME with --weights FILE (nothing is downloaded); "
+          "the families above are tested. 'mimir models --timm PATTERN' lists names.")
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -96,8 +96,7 @@ def resolve_teacher(run: Run) -> None:
     teacher = run.teacher_module if run.teacher_module is not None else r.teacher
     if isinstance(teacher, nn.Module):
         teacher = copy.deepcopy(teacher)  # the run moves it to the device: the caller's module stays as it was
-    run.teacher, config = load_teacher(teacher, r.weights, r.feature_layer, r.data_config)
-    run.config = replace(config, input_size=r.input_size) if r.input_size else config
+    run.teacher, run.config = load_teacher(teacher, r.weights, r.feature_layer, r.data_config, r.input_settings())
 
 
 def draw_samples(run: Run) -> None:

@@ -44,7 +44,10 @@ class Recipe:
     iterations: int = 2000
     batch_size: int = 64
     lr: float | None = None             # None: the method's default
-    input_size: int | None = None       # None: the teacher's own
+    input_size: int | None = None       # None: the teacher's own (also mean, std, interpolation)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
     data_config: DataConfig | None = None
     device: str = "auto"
     precision: str = "fp32"
@@ -74,6 +77,19 @@ class Recipe:
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or
                                                (self.device.startswith("cuda:") and self.device[5:].isdigit())),
              "device", "must be auto, cpu, cuda or cuda:N")
+        from mimir.data.transforms import INTERPOLATIONS
+
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                values = [value] if isinstance(value, (int, float)) else value
+                need(isinstance(values, (list, tuple)) and bool(values) and
+                     all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values), name,
+                     "must be one number per input channel")
+                object.__setattr__(self, name, tuple(float(v) for v in values))
+        need(self.std is None or all(v > 0 for v in self.std), "std", "must be positive")
+        need(self.interpolation is None or self.interpolation in INTERPOLATIONS, "interpolation",
+             f"must be one of {', '.join(INTERPOLATIONS)}")
         method = get_method(self.method)
         need(self.iterations >= 1 or not method.iterative, "iterations", "must be at least 1")
         scheme = parse_scheme(self.prune)
@@ -99,6 +115,8 @@ class Recipe:
         """Plain JSON/YAML types, every field."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["options"] = dict(self.options)
+        for name in ("mean", "std"):
+            d[name] = list(d[name]) if d[name] is not None else None
         d["data_config"] = self.data_config.to_dict() if self.data_config is not None else None
         return d
 
@@ -116,6 +134,11 @@ class Recipe:
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def input_settings(self) -> dict:
+        """The input settings the recipe gives (input_size, mean, std, interpolation), None left out."""
+        return {k: getattr(self, k) for k in ("input_size", "mean", "std", "interpolation")
+                if getattr(self, k) is not None}
 
     def with_(self, **changes) -> "Recipe":
         return replace(self, **changes)

@@ -3,16 +3,20 @@ module), the few samples and the evaluation data."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from mimir.data import (FASHION_MNIST, DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
+from mimir.data import (DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
                         index_folder, load_fashion_mnist, sample_folder, sample_indices)
 from mimir.errors import MimirError
 from mimir.export.checkpoint import FORMAT, load_model, load_state, model_from_payload, read_checkpoint
-from mimir.models import SplitModel, build_from_factory, create_model, is_model, list_models, wrap_model
+from mimir.models import (SplitModel, TimmModel, build_from_factory, create_model, is_model, list_models, timm_name,
+                          wrap_model)
+from mimir.models._base import trace_target
 from mimir.models._registry import accepts
 from mimir.teachers import bundled_teacher_path, bundled_teachers
 
@@ -33,33 +37,78 @@ def _refuse_in_memory(name: object, what: str, argument: str) -> None:
 
 # ----------------------------------------------------------------------------- teachers
 def _plain_state(payload: dict) -> dict:
-    """A state dict, also when saved as ``{"state_dict": ...}`` (a common training-script habit)."""
-    return payload["state_dict"] if isinstance(payload.get("state_dict"), dict) else payload
+    """A state dict, also when saved inside a training checkpoint (``{"state_dict": ...}``, timm's
+    ``state_dict_ema`` / ``model`` keys) or by DataParallel/DDP (a ``module.`` prefix on every key)."""
+    for key in ("state_dict_ema", "state_dict", "model"):
+        if isinstance(payload.get(key), dict):
+            payload = payload[key]
+            break
+    if payload and all(k.startswith("module.") for k in payload):
+        payload = {k[len("module."):]: v for k, v in payload.items()}
+    return payload
 
 
-def _infer_kwargs(name: str, state: dict, data_config: DataConfig | None) -> dict:
-    """num_classes / in_chans (and small_input for torchvision models) read off a state dict."""
+def _first_conv(state: dict) -> torch.Tensor | None:
+    return next((v for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
+
+
+def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
+    """num_classes / in_chans read off a state dict; small_input for torchvision models (from the
+    stem for ResNets, from the input size for MobileNetV2, whose two variants have the same
+    weights); patch and image size for a timm ViT."""
     model = create_model(name)
-    first_conv = next((k for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
-    classifier = f"{model.classifier_name}.weight"
+    classifier = f"{model.classifier_name.removeprefix('model.') if timm_name(name) else model.classifier_name}.weight"
+    first_conv = _first_conv(state)
     if first_conv is None or classifier not in state:
         raise MimirError(f"the weights do not look like a {name} (no '{classifier}' entry)",
                          "use the model name the weights were trained for")
-    kwargs = {"num_classes": int(state[classifier].shape[0]), "in_chans": int(state[first_conv].shape[1])}
+    kwargs = {"num_classes": int(state[classifier].shape[0]), "in_chans": int(first_conv.shape[1])}
     if accepts(name, "small_input"):
         if name.startswith("resnet"):  # the small-input stem is a 3x3 conv instead of 7x7
-            kwargs["small_input"] = state[first_conv].shape[-1] == 3
+            kwargs["small_input"] = first_conv.shape[-1] == 3
         else:
-            kwargs["small_input"] = data_config is not None and data_config.input_size <= 64
+            kwargs["small_input"] = input_size is not None and input_size <= 64
+    if timm_name(name) and "pos_embed" in state and "patch_embed.proj.weight" in state:
+        vit = model.model
+        patch = int(state["patch_embed.proj.weight"].shape[-1])
+        tokens = int(state["pos_embed"].shape[1]) - (0 if getattr(vit, "no_embed_class", False)
+                                                     else getattr(vit, "num_prefix_tokens", 0))
+        grid = round(tokens ** 0.5)
+        if grid * grid == tokens and (patch, grid * patch) != (vit.patch_embed.patch_size[0], vit.patch_embed.img_size[0]):
+            kwargs.update(patch_size=patch, img_size=grid * patch)
     return kwargs
 
 
+def assumed_config(in_chans: int, num_classes: int, given: dict, what: str) -> DataConfig:
+    """The input settings of a model nothing describes: ``given`` ones, and for the rest announced
+    assumptions (28 px for one channel, else 224; ImageNet statistics for RGB, else 0.5 / 0.5)."""
+    rgb = in_chans == 3
+    config = DataConfig(in_chans=in_chans, input_size=28 if in_chans == 1 else 224,
+                        mean=IMAGENET.mean if rgb else (0.5,) * in_chans, std=IMAGENET.std if rgb else (0.5,) * in_chans,
+                        num_classes=num_classes)
+    assumed = [f"{k} {getattr(config, k)}".replace("input_size", "input size") for k in ("input_size", "mean", "std",
+                                                                                          "interpolation")
+               if k not in given]
+    if assumed:
+        flags = "/".join(f"--{k.split()[0].replace('input', 'input-size')}" for k in assumed)
+        warnings.warn(f"{what} carries no input settings; assumed {', '.join(assumed)} (pass {flags} to set them)",
+                      stacklevel=2)
+    return replace(config, **given)
+
+
 def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
-                 feature_layer: str | None = None, data_config: DataConfig | None = None) -> tuple[SplitModel, DataConfig]:
-    """Resolve a teacher: a registry name (the bundled trained teacher, or ``weights``), a mimir
-    file, or a user's ``nn.Module`` (split at ``feature_layer``, or detected automatically)."""
+                 feature_layer: str | None = None, data_config: DataConfig | None = None,
+                 given: dict | None = None) -> tuple[SplitModel, DataConfig]:
+    """Resolve a teacher: a registry name (the bundled trained teacher, or ``weights``), ``timm:NAME``
+    with ``weights``, a mimir file, or a user's ``nn.Module`` (split at ``feature_layer``, or detected
+    automatically). The data config comes from ``data_config`` (complete), else from the mimir file
+    or timm's config, with ``given`` settings (``input_size``, ``mean``, ``std``, ``interpolation``)
+    on top; a model nothing describes gets announced assumptions (:func:`assumed_config`)."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
     if isinstance(teacher, nn.Module):
-        config = data_config or IMAGENET
+        if data_config is None and isinstance(teacher, SplitModel) and hasattr(teacher, "data_config"):
+            data_config = teacher.data_config() if callable(teacher.data_config) else teacher.data_config
+        config = _given(data_config, given) if data_config is not None else _config_of(teacher, given)
         model = teacher if isinstance(teacher, SplitModel) and feature_layer is None else \
             wrap_model(teacher, config.in_chans, config.input_size, feature_layer)
         return model.eval(), config
@@ -70,41 +119,49 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
             if path is None:
                 raise MimirError(f"no trained teacher is bundled for '{teacher}' (bundled: "
                                  f"{', '.join(bundled_teachers()) or 'none'})",
-                                 f"pass --weights FILE, or train one with 'mimir train-teacher {teacher}'")
+                                 f"pass --weights FILE, or train one with 'mimir train-teacher {teacher}'"
+                                 if not timm_name(teacher) else "pass --weights FILE (nothing is downloaded)")
             model, config, _ = load_model(path)
-            return _with_feature_layer(model, feature_layer), data_config or config
+            return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
         state = read_checkpoint(weights)
         if state.get("format") == FORMAT:
             model, config, _ = model_from_payload(state, weights)
-            return _with_feature_layer(model, feature_layer), data_config or config
+            return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
         state = _plain_state(state)
-        kwargs = _infer_kwargs(teacher, state, data_config)
-        model = load_state(create_model(teacher, **kwargs), state, f"weights file '{weights}'")
-        config = data_config or (FASHION_MNIST if kwargs["in_chans"] == 1 and kwargs["num_classes"] == 10
-                                 else DataConfig(in_chans=kwargs["in_chans"], num_classes=kwargs["num_classes"]))
+        kwargs = _infer_kwargs(teacher, state, given.get("input_size") or (data_config and data_config.input_size))
+        model = create_model(teacher, **kwargs)
+        load_state(trace_target(model), state, f"weights file '{weights}'")
+        if data_config is not None:
+            config = _given(data_config, given)
+        elif isinstance(model, TimmModel):
+            config = _given(model.data_config(), given)
+        else:
+            config = assumed_config(kwargs["in_chans"], kwargs["num_classes"], given, f"weights file '{weights}'")
         return _with_feature_layer(model.eval(), feature_layer), config
     if ":" in teacher and not Path(teacher).exists():  # MODULE:CALLABLE, a user's own model
         net = build_from_factory(teacher)
         if weights is not None:
             load_state(net, _plain_state(read_checkpoint(weights)), f"weights file '{weights}'")
-        return load_teacher(net, None, feature_layer, data_config or _guess_config(net))
+        config = _given(data_config, given) if data_config is not None else _config_of(net, given, f"'{teacher}'")
+        return load_teacher(net, None, feature_layer, config)
     if Path(teacher).suffix in (".pt", ".pth", ".safetensors") or Path(teacher).exists():
         model, config, _ = load_model(teacher)
-        return _with_feature_layer(model, feature_layer), data_config or config
+        return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
     raise MimirError(f"unknown model '{teacher}'",
-                     f"choose one of: {', '.join(list_models())}, or give a checkpoint file")
+                     f"choose one of: {', '.join(list_models())}, timm:NAME, or give a checkpoint file")
 
 
-def _guess_config(net: nn.Module, input_size: int | None = None) -> DataConfig:
-    """Channels from the first conv, classes from the last linear layer; 28 px for 1 channel, else 224."""
+def _given(config: DataConfig, given: dict) -> DataConfig:
+    return replace(config, **given) if given else config
+
+
+def _config_of(net: nn.Module, given: dict, what: str = "the model") -> DataConfig:
+    """Channels from the first conv, classes from the last linear layer; the rest given or assumed."""
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     if not convs or not linears:
         raise MimirError("the model has no convolution or no linear layer", "mimir compresses CNN classifiers")
-    in_chans, classes = convs[0].in_channels, linears[-1].out_features
-    if in_chans == 1:
-        return DataConfig(1, input_size or 28, FASHION_MNIST.mean, FASHION_MNIST.std, classes)
-    return DataConfig(in_chans=in_chans, input_size=input_size or 224, num_classes=classes)
+    return assumed_config(convs[0].in_channels, linears[-1].out_features, given, what)
 
 
 def _with_feature_layer(model: SplitModel, feature_layer: str | None) -> SplitModel:
@@ -143,7 +200,8 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     else:
         index = index_folder(data)
         _check_balanced(balanced, index.labels, data)
-        return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced)
+        return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced,
+                             interpolation=config.interpolation, crop_pct=config.crop_pct)
     labels = pool.labels if isinstance(pool, LabeledImages) else None
     _check_balanced(balanced, labels, data)
     idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
@@ -163,6 +221,7 @@ def load_eval_data(eval_data: str | Path | LabeledImages | LabeledImageFiles | N
     if str(eval_data) == FASHION:
         _check_fashion_fits(config)
         return load_fashion_mnist("test")
-    return LabeledImageFiles(eval_data, config.in_chans, config.input_size, flag=flag)
+    return LabeledImageFiles(eval_data, config.in_chans, config.input_size, flag=flag,
+                             interpolation=config.interpolation, crop_pct=config.crop_pct)
 
 

@@ -47,11 +47,12 @@ def list_images(folder: str | Path, flag: str = "--data") -> list[Path]:
     return files
 
 
-def read_image(path: Path, in_chans: int, input_size: int) -> torch.Tensor:
-    """One image as a ``C x S x S`` uint8 tensor, S = ``stored_size(input_size)``.
+def read_image(path: Path, in_chans: int, input_size: int, interpolation: str = "bilinear",
+               crop_pct: float = 0.875) -> torch.Tensor:
+    """One image as a ``C x S x S`` uint8 tensor, S = ``stored_size(input_size, crop_pct)``.
 
-    Converted to grayscale or RGB to match ``in_chans``; resized so the shorter side is S,
-    then centre-cropped to a square.
+    Converted to grayscale or RGB to match ``in_chans``; resized (with ``interpolation``) so the
+    shorter side is S, then centre-cropped to a square.
     """
     with Image.open(path) as img:
         img = img.convert("L" if in_chans == 1 else "RGB")
@@ -60,8 +61,9 @@ def read_image(path: Path, in_chans: int, input_size: int) -> torch.Tensor:
     tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
     if in_chans not in (1, 3):
         tensor = tensor[:1].expand(in_chans, -1, -1).clone()
-    size = stored_size(input_size)
-    tensor = v2.functional.resize(tensor, size, antialias=True)
+    size = stored_size(input_size, crop_pct)
+    mode = v2.InterpolationMode(interpolation)
+    tensor = v2.functional.resize(tensor, size, interpolation=mode, antialias=mode != v2.InterpolationMode.NEAREST)
     return v2.functional.center_crop(tensor, [size, size])
 
 
@@ -124,9 +126,10 @@ def _subset(index: FolderIndex, images: list[torch.Tensor], chosen: list[int]) -
 
 
 def sample_folder(index: FolderIndex, n: int, seed: int, in_chans: int, input_size: int,
-                  balanced: bool = False) -> LabeledImages | UnlabeledImages:
+                  balanced: bool = False, interpolation: str = "bilinear",
+                  crop_pct: float = 0.875) -> LabeledImages | UnlabeledImages:
     """``n`` readable images of ``index`` drawn with ``seed`` (see :func:`sample_indices`), reading
-    only the chosen files. A chosen file that cannot be decoded is left out of the pool and the
+    only the chosen files (see :func:`read_image`). A chosen file that cannot be decoded is left out of the pool and the
     draw is repeated over the rest, so the result is still determined by the seed and the folder."""
     bad: set[int] = set()
     decoded: dict[int, torch.Tensor] = {}
@@ -134,7 +137,7 @@ def sample_folder(index: FolderIndex, n: int, seed: int, in_chans: int, input_si
     def read(i: int) -> bool:
         if i not in decoded and i not in bad:
             try:
-                decoded[i] = read_image(index.files[i], in_chans, input_size)
+                decoded[i] = read_image(index.files[i], in_chans, input_size, interpolation, crop_pct)
             except _READ_ERRORS:
                 bad.add(i)
         return i in decoded
@@ -193,9 +196,11 @@ class LabeledImageFiles(Dataset):
     """An ImageNet-style folder read lazily: ``dataset[i]`` decodes one file into ``(image, label)``,
     or ``None`` when it cannot be read (evaluation skips such files and says how many)."""
 
-    def __init__(self, folder: str | Path, in_chans: int, input_size: int, flag: str = "--eval-data") -> None:
+    def __init__(self, folder: str | Path, in_chans: int, input_size: int, flag: str = "--eval-data",
+                 interpolation: str = "bilinear", crop_pct: float = 0.875) -> None:
         self.index = index_folder(folder, labeled=True, flag=flag)
         self.in_chans, self.input_size = in_chans, input_size
+        self.resize = (interpolation, crop_pct)
         self.labels = self.index.labels
         self.classes = self.index.classes
         self.source = f"folder:{self.index.root}"
@@ -208,7 +213,7 @@ class LabeledImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
         try:
-            return read_image(self.index.files[i], self.in_chans, self.input_size), int(self.labels[i])
+            return read_image(self.index.files[i], self.in_chans, self.input_size, *self.resize), int(self.labels[i])
         except _READ_ERRORS:
             return None
 

@@ -111,11 +111,25 @@ def _shape_only(node: fx.Node, traced: fx.GraphModule) -> bool:
     return node.op in ("call_method", "call_function") and name in _SHAPE_ONLY
 
 
-def _traced_split(model: nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, str] | None:
+class _UpToClassifier(fx.Tracer):
+    """Traces only the forwards that lead to the classifier (the model's own, and those of the
+    modules holding the classifier); every other module stays one call, with its own class, so
+    its residual blocks can still be dropped."""
+
+    def __init__(self, classifier: str) -> None:
+        super().__init__()
+        parts = classifier.split(".")
+        self.open = {".".join(parts[:i]) for i in range(1, len(parts))}
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname not in self.open
+
+
+def _traced_split(model: nn.Module, x: torch.Tensor, classifier: str) -> tuple[fx.GraphModule, str] | None:
     """The traced model with a marker layer on the pre-pool map, and the classifier's name; None
     when torch.fx cannot trace the model or no pooling feeds the last linear layer."""
     try:
-        traced = fx.symbolic_trace(model)
+        traced = fx.GraphModule(model, _UpToClassifier(classifier).trace(model), type(model).__name__)
         recorder = _Recorder(traced)
         with torch.no_grad():
             recorder.run(x)
@@ -171,7 +185,9 @@ def wrap_model(model: nn.Module, in_chans: int, input_size: int, feature_layer: 
             raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
         wrapped = WrappedModel(model, feature_layer, linears[-1], False, factory, detected=False)
     else:
-        split = _traced_split(model, x)
+        order = _execution_order(model, x)
+        linears = [n for n in order if isinstance(names[n], nn.Linear)]
+        split = _traced_split(model, x, linears[-1]) if linears else None
         if split is not None:
             traced, classifier = split
             wrapped = WrappedModel(traced, _MARKER, classifier, False, factory, detected=True)

@@ -25,6 +25,9 @@ TESTED_FAMILIES = {
     "MobileNetV3": "mobilenetv3_small_050", "ConvNeXt": "convnext_atto", "DeiT": "deit_tiny_patch16_224",
     "ViT": "vit_tiny_patch16_224", "ViT hybrid (ResNetV2 stem)": "vit_tiny_r_s16_p8_224",
 }
+#: construction arguments that make the transformers of TESTED_FAMILIES small enough to test
+TEST_SIZES = {"deit_tiny_patch16_224": {"img_size": 32}, "vit_tiny_patch16_224": {"img_size": 32, "depth": 4},
+              "vit_tiny_r_s16_p8_224": {"img_size": 64}}
 
 
 def timm_name(name: str) -> str | None:

@@ -24,13 +24,15 @@ def layer_shape(m: nn.Module) -> list[int] | None:
     return None
 
 
-def describe(model: nn.Module, dropped_blocks: list[str], dropped_attention: list[str] = ()) -> dict:
+def describe(model: nn.Module, dropped_blocks: list[str]) -> dict:
     """``{"dropped_blocks": [...], "dropped_attention": [...], "layers": {name: shape}}`` for every
-    conv, BN and linear layer (``dropped_attention`` only when there is one)."""
+    conv, BN and linear layer (``dropped_attention``, the blocks left without attention, only when
+    there is one)."""
     layers = {name: layer_shape(m) for name, m in model.named_modules() if isinstance(m, _RECORDED)}
     arch = {"dropped_blocks": list(dropped_blocks), "layers": layers}
-    if dropped_attention:
-        arch["dropped_attention"] = list(dropped_attention)
+    no_attention = [name for name, m in model.named_modules() if isinstance(m, MlpOnly)]
+    if no_attention:
+        arch["dropped_attention"] = no_attention
     return arch
 
 

@@ -145,7 +145,6 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
                "images": images}
     teacher = teacher.eval()
     dropped: list[str] = []
-    no_attention: list[str] = []
     kept: dict = {"out": {}, "in": {}}
     if scheme.kind in ("macs", "macs-all"):
         student, found = _prune_to_budget(teacher, scheme, example_input, **options)
@@ -156,7 +155,7 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
             kept = prune_channels(student, scheme.ratio, example_input, scope=scheme.scope,
                                   layer_ratios=dict(scheme.layer_ratios) or None, **options)
         elif scheme.kind == "attention":
-            no_attention = drop_attention(student, list(scheme.blocks))
+            drop_attention(student, list(scheme.blocks))
         else:
             dropped = drop_blocks(student, list(scheme.blocks))
     with torch.no_grad():
@@ -164,6 +163,6 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
         s_shape = student.forward_features(example_input).shape
     if t_shape != s_shape:
         raise RuntimeError(f"pruning changed the pre-pool feature map from {tuple(t_shape)} to {tuple(s_shape)}")
-    arch = describe(student, dropped, no_attention)
+    arch = describe(student, dropped)
     arch["kept_channels"] = kept  # not saved: which teacher channels each pruned layer kept
     return student, arch

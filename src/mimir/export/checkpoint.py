@@ -17,6 +17,7 @@ unpickled. Writes are atomic: a file is either complete or absent.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickle
@@ -136,7 +137,9 @@ def read_checkpoint(path: str | Path) -> dict:
         raise MimirError(f"'{path}' is neither a PyTorch (torch.save) nor a safetensors file",
                          "pass a file written by mimir or torch.save(model.state_dict())")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # timm's train.py stores its argparse.Namespace beside the weights: plain data, allowed
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" not in str(err).lower() and "unsupported global" not in str(err).lower():
             raise MimirError(f"'{path}' is not a readable weights file (damaged pickle data)",

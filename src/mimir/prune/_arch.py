@@ -5,22 +5,28 @@ pruned one. Stored in checkpoints instead of pickled modules, so files load with
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from mimir.errors import MimirError
 from mimir.prune.structure import residual_blocks, resolve_name, sync_heads
 
-_RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+_RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.LayerNorm, nn.GroupNorm)
 
 
 def layer_shape(m: nn.Module) -> list[int] | None:
-    """The recorded shape of a conv ([in, out, groups]), BN ([features]) or linear ([in, out])."""
+    """The recorded shape of a conv ([in, out, groups]), BN ([features]), linear ([in, out]),
+    LayerNorm ([normalized shape]) or GroupNorm ([groups, channels])."""
     if isinstance(m, nn.Conv2d):
         return [m.in_channels, m.out_channels, m.groups]
     if isinstance(m, nn.BatchNorm2d):
         return [m.num_features]
     if isinstance(m, nn.Linear):
         return [m.in_features, m.out_features]
+    if isinstance(m, nn.LayerNorm):
+        return list(m.normalized_shape)
+    if isinstance(m, nn.GroupNorm):
+        return [m.num_groups, m.num_channels]
     return None
 
 
@@ -29,11 +35,23 @@ def describe(model: nn.Module, dropped_blocks: list[str]) -> dict:
     conv, BN and linear layer (``dropped_attention``, the blocks left without attention, only when
     there is one)."""
     layers = {name: layer_shape(m) for name, m in model.named_modules() if isinstance(m, _RECORDED)}
-    arch = {"dropped_blocks": list(dropped_blocks), "layers": layers}
+    arch = {"dropped_blocks": list(dropped_blocks), "layers": layers, "tensors": _loose_tensors(model)}
     no_attention = [name for name, m in model.named_modules() if isinstance(m, MlpOnly)]
     if no_attention:
         arch["dropped_attention"] = no_attention
     return arch
+
+
+def _loose_tensors(model: nn.Module) -> dict[str, list[int]]:
+    """Shapes of the parameters and buffers held by modules other than the recorded layers (a
+    ConvNeXt block's layer scale, a ViT's position embedding): pruning can shrink them too."""
+    shapes = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, _RECORDED):
+            for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+                if t is not None and t.dim() > 0:
+                    shapes[f"{name}.{key}" if name else key] = list(t.shape)
+    return shapes
 
 
 def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
@@ -72,14 +90,35 @@ def drop_attention(model: nn.Module, names: list[str]) -> list[str]:
     return full
 
 
-def _resized(m: nn.Module, shape: list[int]) -> nn.Module:
+def _reshape(m: nn.Module, shape: list[int]) -> None:
+    """Give layer ``m`` the recorded ``shape`` in place (uninitialised tensors, filled by the state
+    dict). In place, so the layer keeps its class: a timm ``BatchNormAct2d`` keeps its activation."""
+    def resize(name: str, *size: int) -> None:
+        tensor = getattr(m, name)
+        if tensor is not None:
+            new = torch.empty(size, dtype=tensor.dtype, device=tensor.device)
+            setattr(m, name, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
+
     if isinstance(m, nn.Conv2d):
-        cin, cout, groups = shape
-        return nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups,
-                         m.bias is not None, m.padding_mode)
-    if isinstance(m, nn.BatchNorm2d):
-        return nn.BatchNorm2d(shape[0], m.eps, m.momentum, m.affine, m.track_running_stats)
-    return nn.Linear(shape[0], shape[1], m.bias is not None)
+        m.in_channels, m.out_channels, m.groups = shape
+        resize("weight", m.out_channels, m.in_channels // m.groups, *m.kernel_size)
+        resize("bias", m.out_channels)
+    elif isinstance(m, nn.BatchNorm2d):
+        m.num_features = shape[0]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            resize(name, shape[0])
+    elif isinstance(m, nn.LayerNorm):
+        m.normalized_shape = tuple(shape)
+        resize("weight", *shape)
+        resize("bias", *shape)
+    elif isinstance(m, nn.GroupNorm):
+        m.num_groups, m.num_channels = shape
+        resize("weight", m.num_channels)
+        resize("bias", m.num_channels)
+    else:
+        m.in_features, m.out_features = shape
+        resize("weight", m.out_features, m.in_features)
+        resize("bias", m.out_features)
 
 
 def apply(model: nn.Module, arch: dict) -> nn.Module:
@@ -93,6 +132,16 @@ def apply(model: nn.Module, arch: dict) -> nn.Module:
             raise MimirError(f"checkpoint describes a layer '{name}' the base model does not have",
                              "load it with the base model it was compressed from")
         if layer_shape(m) != list(shape):
-            model.set_submodule(name, _resized(m, list(shape)))
+            _reshape(m, list(shape))
+    for name, shape in arch.get("tensors", {}).items():
+        owner_name, _, key = name.rpartition(".")
+        owner = current.get(owner_name)
+        tensor = getattr(owner, key, None) if owner is not None else None
+        if not isinstance(tensor, torch.Tensor):
+            raise MimirError(f"checkpoint describes a tensor '{name}' the base model does not have",
+                             "load it with the base model it was compressed from")
+        if list(tensor.shape) != list(shape):
+            new = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
+            setattr(owner, key, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
     sync_heads(model)
     return model

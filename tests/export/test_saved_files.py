@@ -28,7 +28,7 @@ def _build(name: str):
     if accepts(name, "small_input"):
         kwargs["small_input"] = True
     torch.manual_seed(0)
-    return create_model(name, **kwargs), DataConfig(in_chans=1, input_size=32, mean=(0.5,), std=(0.25,),
+    return create_model(name, **kwargs), DataConfig(in_chans=1, input_size=28, mean=(0.5,), std=(0.25,),
                                                     num_classes=10)
 
 
@@ -57,7 +57,7 @@ print(json.dumps(out))
 def saved(tmp_path_factory):
     """Every case saved in both formats, loaded in one fresh process; its outputs written beside."""
     root = tmp_path_factory.mktemp("saved")
-    x = torch.randn(3, 1, 32, 32)
+    x = torch.randn(3, 1, 28, 28)
     torch.save({"x": x}, root / "x.pt")
     expected, paths = {}, []
     for name, scheme in CASES:
@@ -82,7 +82,7 @@ def saved(tmp_path_factory):
 def test_saved_model_loads_identically_in_a_fresh_process(saved, name, scheme, suffix, tmp_path):
     expected, sizes = saved
     path = next(p for p in expected if p.endswith(f"{name}-{scheme.replace(':', '_')}{suffix}"))
-    assert sizes[path] == 32
+    assert sizes[path] == 28
     assert torch.equal(torch.load(path + ".out", weights_only=True), expected[path])
 
 
@@ -102,7 +102,7 @@ def test_safetensors_file_needs_no_pickle(saved):
 def good(tmp_path_factory):
     root = tmp_path_factory.mktemp("good")
     model, config = _build("resnet20")
-    student, arch = prune(model, "channels:0.5", torch.zeros(1, 1, 32, 32))
+    student, arch = prune(model, "channels:0.5", torch.zeros(1, 1, 28, 28))
     return {s: save_model(root / f"m{s}", student, config, [], info={}) for s in FORMATS}
 
 

@@ -408,6 +408,7 @@ def _add_listing(sub) -> None:
     p.add_argument("--timm", nargs="?", const="", metavar="PATTERN",
                    help="without PATTERN: what mimir prunes and drops in each tested timm family; with it: "
                         "timm's model names matching PATTERN (e.g. 'resnet*'), usable as timm:NAME")
+    p.add_argument("--readme", help="with --timm: also rewrite this file's generated block of the table")
     sub.add_parser("methods", help="list compression methods")
 
 
@@ -416,15 +417,15 @@ def _run_models(args) -> int:
     from mimir.teachers import bundled_teachers
 
     if args.timm is not None:
-        return _run_timm_models(args.timm)
+        return _run_timm_models(args.timm, args.readme)
     bundled = set(bundled_teachers())
     for name in list_models():
         print(name + ("  (bundled Fashion-MNIST teacher)" if name in bundled else ""))
     return 0
 
 
-def _run_timm_models(pattern: str) -> int:
-    from mimir.prune.families import family_rows, format_rows
+def _run_timm_models(pattern: str, readme: str | None) -> int:
+    from mimir.prune.families import family_rows, format_rows, update_readme
 
     if pattern:
         import timm
@@ -434,7 +435,11 @@ def _run_timm_models(pattern: str) -> int:
             raise MimirError(f"timm has no model matching '{pattern}'", "try a wider pattern, e.g. 'resnet*'")
         print("\n".join(f"timm:{n}" for n in names))
         return 0
-    print(format_rows(family_rows()))
+    rows = family_rows()
+    print(format_rows(rows))
+    if readme and not update_readme(readme, rows):
+        raise MimirError(f"'{readme}' has no 'mimir models --timm' block",
+                         "add the lines '<!-- mimir models --timm: -->' and '<!-- /mimir models --timm -->'")
     print("\nAny timm classifier can be named timm:NAME with --weights FILE (nothing is downloaded); "
           "the families above are tested. 'mimir models --timm PATTERN' lists names.")
     return 0

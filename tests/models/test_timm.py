@@ -155,3 +155,11 @@ def test_compress_a_timm_vit_from_the_command_line(tmp_path):
     student = mimir.load(out)
     assert student.data_config.input_size == 32 and student.data_config.interpolation == "bicubic"
     assert student.model.blocks[0].attn.num_heads == 1
+
+
+def test_readme_table_is_what_mimir_models_timm_prints():
+    from mimir._readme import read_block
+    from mimir.prune.families import README_MARKERS, family_rows, readme_text
+
+    assert read_block("README.md", *README_MARKERS) == readme_text(family_rows()), \
+        "README is stale: run 'mimir models --timm --readme README.md'"

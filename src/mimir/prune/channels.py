@@ -15,6 +15,7 @@ Li et al. 2017, the default - l2, fpgm, lamp, or taylor, see :func:`taylor_score
 from __future__ import annotations
 
 import warnings
+
 import torch
 import torch_pruning as tp
 from torch import nn

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from mimir._readme import replace_block
 from mimir.models import create_model
 from mimir.models.timm_models import TESTED_FAMILIES, TEST_SIZES
 from mimir.prune.structure import attention_modules, channel_groups, dependency_graph, residual_blocks
@@ -37,3 +38,16 @@ def format_rows(rows: list[dict]) -> str:
     lines.append("(numbers: channel groups each scheme prunes; residual blocks blocks: can drop; transformer "
                  "blocks whose attention attention: can drop)")
     return "\n".join(lines)
+
+
+README_MARKERS = ("<!-- mimir models --timm:", "<!-- /mimir models --timm -->")
+
+
+def readme_text(rows: list[dict]) -> str:
+    """The README's generated block: the table in a code fence."""
+    return "```\n" + format_rows(rows) + "\n```"
+
+
+def update_readme(path: str, rows: list[dict]) -> bool:
+    """Rewrite the README's ``mimir models --timm`` block (False when it has none)."""
+    return replace_block(path, *README_MARKERS, readme_text(rows))

@@ -106,8 +106,9 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
     on top; a model nothing describes gets announced assumptions (:func:`assumed_config`)."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if isinstance(teacher, nn.Module):
-        if data_config is None and isinstance(teacher, SplitModel) and hasattr(teacher, "data_config"):
-            data_config = teacher.data_config() if callable(teacher.data_config) else teacher.data_config
+        if data_config is None and isinstance(teacher, SplitModel):   # loaded by mimir, or a timm model
+            data_config = getattr(teacher, "data_config", None) or (
+                teacher.default_data_config() if isinstance(teacher, TimmModel) else None)
         config = _given(data_config, given) if data_config is not None else _config_of(teacher, given)
         model = teacher if isinstance(teacher, SplitModel) and feature_layer is None else \
             wrap_model(teacher, config.in_chans, config.input_size, feature_layer)
@@ -134,7 +135,7 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
         if data_config is not None:
             config = _given(data_config, given)
         elif isinstance(model, TimmModel):
-            config = _given(model.data_config(), given)
+            config = _given(model.default_data_config(), given)
         else:
             config = assumed_config(kwargs["in_chans"], kwargs["num_classes"], given, f"weights file '{weights}'")
         return _with_feature_layer(model.eval(), feature_layer), config

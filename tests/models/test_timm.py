@@ -29,7 +29,7 @@ def _model(name):
 
 
 def _x(model, n=2):
-    size = model.data_config().input_size if model.model_name.removeprefix("timm:") in TEST_SIZES else 64
+    size = model.default_data_config().input_size if model.model_name.removeprefix("timm:") in TEST_SIZES else 64
     return torch.randn(n, 3, size, size)
 
 
@@ -55,11 +55,11 @@ def test_pruning_keeps_the_heads_input_and_the_file_reloads(name, scheme, tmp_pa
             assert all(torch.equal(a, b) for a, b in zip(teacher.get_submodule(head).state_dict().values(),
                                                          student.get_submodule(head).state_dict().values()))
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
-    path = save_model(tmp_path / "s.safetensors", student, teacher.data_config(), arch["dropped_blocks"])
+    path = save_model(tmp_path / "s.safetensors", student, teacher.default_data_config(), arch["dropped_blocks"])
     loaded, config, _ = load_model(path)
     with torch.no_grad():
         assert torch.equal(loaded(x), student.eval()(x))
-    assert config == teacher.data_config()
+    assert config == teacher.default_data_config()
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILIES if residual_blocks(_model(n))])
@@ -69,7 +69,7 @@ def test_dropping_a_block(name, tmp_path):
     block = residual_blocks(teacher)[-1].removeprefix("model.")
     student, arch = prune(teacher, f"blocks:{block}", x[:1])
     assert arch["dropped_blocks"] == [f"model.{block}"]
-    path = save_model(tmp_path / "s.pt", student, teacher.data_config(), arch["dropped_blocks"])
+    path = save_model(tmp_path / "s.pt", student, teacher.default_data_config(), arch["dropped_blocks"])
     with torch.no_grad():
         assert torch.equal(load_model(path)[0](x), student(x))
 
@@ -94,7 +94,7 @@ def test_vit_attention_dropping_keeps_the_mlp(name, tmp_path):
     assert arch["dropped_attention"] == ["model.blocks.1", "model.blocks.2"]
     assert not hasattr(student.model.blocks[1], "attn") and hasattr(student.model.blocks[1], "mlp")
     assert torch.equal(student.model.blocks[1].mlp.fc1.weight, teacher.model.blocks[1].mlp.fc1.weight)
-    path = save_model(tmp_path / "s.safetensors", student, teacher.data_config())
+    path = save_model(tmp_path / "s.safetensors", student, teacher.default_data_config())
     with torch.no_grad():
         assert torch.equal(load_model(path)[0](x), student(x))
     with pytest.raises(MimirError, match="non-transformer block 'patch_embed'"):

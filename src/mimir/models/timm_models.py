@@ -65,7 +65,7 @@ class TimmModel(SplitModel):
         self.classifier_name = f"model.{classifier}"
         self._head_names: list[str] | None = None
 
-    def data_config(self) -> DataConfig:
+    def default_data_config(self) -> DataConfig:
         """timm's own data config for this model (``resolve_data_config``: mean, std,
         interpolation, crop_pct), with the input size and channels of *this* instance (a ViT built
         with ``img_size=28`` expects 28 px, whatever its pretrained_cfg says)."""
@@ -104,7 +104,7 @@ class TimmModel(SplitModel):
             used: list[str] = []
             hooks = [m.register_forward_hook(lambda mod, a, o: used.append(names[mod]))
                      for m in self.model.modules() if any(True for _ in m.parameters(recurse=False))]
-            config = self.data_config()
+            config = self.default_data_config()
             size = (config.in_chans, config.input_size, config.input_size)
             param = next(self.parameters())
             was_training = self.training

@@ -16,7 +16,7 @@ def family_rows() -> list[dict]:
     rows = []
     for family, name in TESTED_FAMILIES.items():
         model = create_model(f"timm:{name}", num_classes=10, **TEST_SIZES.get(name, {})).eval()
-        size = model.data_config().input_size if name in TEST_SIZES else 64
+        size = model.default_data_config().input_size if name in TEST_SIZES else 64
         groups = channel_groups(model, dependency_graph(model, torch.zeros(1, 3, size, size)))
         blocks = residual_blocks(model)
         attention = [b for b in blocks if all(hasattr(model.get_submodule(b), a) for a in ("attn", "norm2", "mlp"))]

@@ -176,3 +176,53 @@ def test_round_to_is_refused_for_block_dropping():
         Recipe(prune="blocks:layer1.1", round_to=8)
     with pytest.raises(MimirError, match="--round-to must be a positive integer"):
         Recipe(round_to=0)
+
+
+def test_mac_budget_prunes_to_just_under_the_budget():
+    teacher = _small("resnet20").eval()
+    student, _ = prune(teacher, "macs:0.6", X)
+    fraction = count_macs_params(student, X)[0] / count_macs_params(teacher, X)[0]
+    assert 0.55 < fraction <= 0.6
+    with pytest.raises(MimirError, match="cannot be met"):
+        prune(teacher, "macs:0.05", X)       # inner channels alone cannot get ResNet-20 that low
+
+
+def test_per_layer_ratios_prune_only_the_named_modules():
+    teacher = _small("resnet20").eval()
+    student, _ = prune(teacher, "channels:layer1=0.5,layer3.2=0.75", X)
+    assert [student.layer1[i].conv1.out_channels for i in range(3)] == [8, 8, 8]
+    assert student.layer2[1].conv1.out_channels == 32 and student.layer3[2].conv1.out_channels == 16
+    with pytest.raises(MimirError, match="no layer named 'layer9'"):
+        prune(teacher, "channels:layer9=0.5", X)
+
+
+@pytest.mark.parametrize("importance", ["l2", "fpgm", "lamp", "taylor"])
+def test_every_criterion_prunes_the_same_widths_and_keeps_the_head(importance):
+    teacher = _small("resnet20").eval()
+    images = torch.randn(8, 1, 28, 28)
+    student, _ = prune(teacher, "channels:0.5", X, importance=importance, images=images)
+    l1, _ = prune(teacher, "channels:0.5", X)
+    widths = lambda m: [c.out_channels for n, c in m.named_modules() if isinstance(c, nn.Conv2d)]   # noqa: E731
+    assert widths(student) == widths(l1)
+    assert torch.equal(student.fc.weight, teacher.fc.weight)
+    assert all(p.grad is None for p in student.parameters())       # taylor's curvature is not left behind
+
+
+def test_global_ranking_prunes_layers_unequally_at_the_same_overall_ratio():
+    teacher = _small("resnet20").eval()
+    student, _ = prune(teacher, "channels:0.5", X, global_pruning=True)
+    kept = [student.get_submodule(n).out_channels / teacher.get_submodule(n).out_channels for n in _inner_roots(teacher)]
+    assert len(set(kept)) > 1
+    total = sum(teacher.get_submodule(n).out_channels for n in _inner_roots(teacher))
+    assert sum(student.get_submodule(n).out_channels for n in _inner_roots(teacher)) == pytest.approx(total / 2, abs=2)
+
+
+def test_pruning_options_are_refused_for_block_schemes_and_unknown_criteria():
+    from mimir.recipe import Recipe
+
+    with pytest.raises(MimirError, match="--importance applies to channel pruning"):
+        Recipe(prune="blocks:layer1.1", importance="taylor")
+    with pytest.raises(MimirError, match="--importance must be one of"):
+        Recipe(importance="magic")
+    with pytest.raises(MimirError):
+        parse_scheme("channels:layer1=abc")

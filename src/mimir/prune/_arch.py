@@ -57,8 +57,8 @@ def _loose_tensors(model: nn.Module) -> dict[str, list[int]]:
 def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
     """Replace each named residual block by an identity; returns the names as the model spells them."""
     droppable = residual_blocks(model)
-    full = [resolve_name(model, n, droppable, "droppable block", "blocks that add their input to their output")
-            for n in names]
+    full = [resolve_name(model, n, droppable, "unknown or non-droppable block",
+                         "blocks that add their input to their output") for n in names]
     for name in full:
         model.set_submodule(name, nn.Identity())
     return full
@@ -83,8 +83,8 @@ def drop_attention(model: nn.Module, names: list[str]) -> list[str]:
     ``attn``, ``norm2`` and ``mlp``, like timm's), keeping its MLP branch."""
     blocks = [n for n in residual_blocks(model)
               if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
-    full = [resolve_name(model, n, blocks, "transformer block", "blocks with an attention and an MLP branch")
-            for n in names]
+    full = [resolve_name(model, n, blocks, "unknown or non-transformer block",
+                         "blocks with an attention and an MLP branch") for n in names]
     for name in full:
         model.set_submodule(name, MlpOnly(model.get_submodule(name)))
     return full

@@ -125,8 +125,8 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
             raise MimirError("importance 'taylor' needs the few samples", "pass images= (the CLI does this itself)")
         taylor_scores(model, images)
     modules = [n for n, _ in model.named_modules() if n]
-    ratios = {model.get_submodule(resolve_name(model, n, modules, "existing layer", "modules of the model")): r
-              for n, r in (layer_ratios or {}).items()}
+    ratios = {model.get_submodule(resolve_name(model, n, modules, "the model has no layer named",
+                                               "modules of the model")): r for n, r in (layer_ratios or {}).items()}
     heads = {m.qkv: m.num_heads for m in attention.values()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unwrapped parameters")

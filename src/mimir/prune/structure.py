@@ -143,10 +143,11 @@ def sync_heads(model: nn.Module) -> None:
 
 def resolve_name(model: nn.Module, name: str, allowed: list[str], what: str, example: str) -> str:
     """``name`` as the model names it - also without the ``model.`` prefix of a wrapped timm or user
-    model (``layer1.0`` for ``model.layer1.0``) - checked against ``allowed``."""
+    model (``layer1.0`` for ``model.layer1.0``) - checked against ``allowed``; else the error
+    "``what`` 'name'"."""
     for candidate in (name, f"model.{name}"):
         if candidate in allowed:
             return candidate
     shown = [a.removeprefix("model.") for a in allowed]
     hint = ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "") if shown else "this model has none"
-    raise MimirError(f"unknown or non-{what} '{name}'", f"choose {example}: {hint}")
+    raise MimirError(f"{what} '{name}'", f"choose {example}: {hint}")

@@ -4,9 +4,10 @@ own module.
 
 *Channel groups* come from Torch-Pruning's DependencyGraph: the out-channels of one conv or
 linear layer together with everything that must shrink with them. A group is **coupled** when
-the out-channels of two or more layers that compute from their own full input (plain convs,
-linears) are tied in it - by a residual addition, a concatenation feeding an add, a shared
-norm; depthwise and grouped convs only pass channels through and do not count. A group
+the out-channels of two or more layers that compute from their whole input (plain convs,
+linears) are tied in it through an addition of two tensors (a residual connection); depthwise and
+grouped convs only pass channels through and do not count, and a squeeze-excite product or an
+``x + 3`` does not couple. A group
 **reaches the head** when the classifier (or another head module) consumes it: that is the
 pre-pool map, whose width the teacher's head needs.
 
@@ -27,8 +28,8 @@ from torch import fx, nn
 from mimir.errors import MimirError
 from mimir.models._base import trace_target
 
-_PASS_THROUGH = (nn.Identity, nn.Dropout)
-_LEAVES = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.GELU, nn.Identity, nn.Dropout)   # timm's DropPath is matched by name (see _is_pass_through)
+_PASS_THROUGH = (nn.Identity, nn.Dropout)   # and timm's DropPath, matched by name (see _is_pass_through)
+_LEAVES = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.GELU, nn.Identity, nn.Dropout)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class WrappedModel(SplitModel):
         return features
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """As every model's, and also over the tokens of a ``B x T x D`` map (kept out of the base
+        class: its dimension test would stop torch.fx from tracing models built on it)."""
         pooled = features.mean(1) if features.dim() == 3 else torch.flatten(
             nn.functional.adaptive_avg_pool2d(features, 1), 1)
         return pooled if pre_logits else self.get_submodule(self.classifier_name)(pooled)
@@ -98,9 +100,9 @@ def _is_mean_of(out: object, source: object) -> bool:
     """Whether ``out`` is ``source`` averaged over its spatial dims (B C H W) or tokens (B T D)."""
     if not isinstance(out, torch.Tensor) or not isinstance(source, torch.Tensor) or source.dim() not in (3, 4):
         return False
-    mean = source.mean((2, 3)) if source.dim() == 4 else source.mean(1)
     if source.dim() == 4 and source.shape[-2:] == (1, 1):
         return False   # already pooled: the map is further back
+    mean = source.mean((2, 3)) if source.dim() == 4 else source.mean(1)
     return out.numel() == mean.numel() and torch.allclose(out.reshape(mean.shape), mean, atol=1e-5, rtol=1e-4)
 
 
@@ -125,9 +127,9 @@ class _UpToClassifier(fx.Tracer):
         return qualname not in self.open
 
 
-def _traced_split(model: nn.Module, x: torch.Tensor, classifier: str) -> tuple[fx.GraphModule, str] | None:
-    """The traced model with a marker layer on the pre-pool map, and the classifier's name; None
-    when torch.fx cannot trace the model or no pooling feeds the last linear layer."""
+def _traced_split(model: nn.Module, x: torch.Tensor, classifier: str) -> fx.GraphModule | None:
+    """The traced model with a marker layer on the pre-pool map; None when torch.fx cannot trace
+    the model or no pooling feeds the ``classifier``."""
     try:
         traced = fx.GraphModule(model, _UpToClassifier(classifier).trace(model), type(model).__name__)
         recorder = _Recorder(traced)
@@ -135,12 +137,8 @@ def _traced_split(model: nn.Module, x: torch.Tensor, classifier: str) -> tuple[f
             recorder.run(x)
     except Exception:  # noqa: BLE001 - any tracing failure means: fall back to module hooks
         return None
-    linears = [n for n in traced.graph.nodes
-               if n.op == "call_module" and isinstance(traced.get_submodule(n.target), nn.Linear)]
-    if not linears:
-        return None
-    classifier = linears[-1]
-    node = classifier.args[0] if classifier.args and isinstance(classifier.args[0], fx.Node) else None
+    calls = [n for n in traced.graph.nodes if n.op == "call_module" and n.target == classifier]
+    node = calls[-1].args[0] if calls and calls[-1].args and isinstance(calls[-1].args[0], fx.Node) else None
     while node is not None:
         sources = [a for a in node.all_input_nodes if isinstance(recorder.values.get(a), torch.Tensor)]
         pooled = [a for a in sources if _is_mean_of(recorder.values[node], recorder.values[a])]
@@ -150,7 +148,7 @@ def _traced_split(model: nn.Module, x: torch.Tensor, classifier: str) -> tuple[f
                 marker = traced.graph.call_module(_MARKER, (pooled[0],))
             node.replace_input_with(pooled[0], marker)
             traced.recompile()
-            return traced, classifier.target
+            return traced
         node = sources[0] if _shape_only(node, traced) and len(sources) == 1 else None
     return None
 
@@ -174,41 +172,34 @@ def wrap_model(model: nn.Module, in_chans: int, input_size: int, feature_layer: 
     model = copy.deepcopy(model).eval()
     x = torch.randn(2, in_chans, input_size, input_size)
     names = dict(model.named_modules())
-    if feature_layer is not None:
-        if feature_layer not in names or not feature_layer:
-            candidates = [n for n in names if n][-6:]
-            raise MimirError(f"the model has no layer named '{feature_layer}'",
-                             f"use the dotted name of an existing module, e.g. one of {candidates}")
-        order = _execution_order(model, x)
-        linears = [n for n in order if isinstance(names[n], nn.Linear)]
-        if not linears:
-            raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
-        wrapped = WrappedModel(model, feature_layer, linears[-1], False, factory, detected=False)
-    else:
-        order = _execution_order(model, x)
-        linears = [n for n in order if isinstance(names[n], nn.Linear)]
-        split = _traced_split(model, x, linears[-1]) if linears else None
-        if split is not None:
-            traced, classifier = split
-            wrapped = WrappedModel(traced, _MARKER, classifier, False, factory, detected=True)
-        else:
-            wrapped = _wrap_at_pool_module(model, x, names, factory)
-    _check_split(wrapped, x)
-    return wrapped.eval()
-
-
-def _wrap_at_pool_module(model: nn.Module, x: torch.Tensor, names: dict, factory: str | None) -> WrappedModel:
+    if feature_layer is not None and (feature_layer not in names or not feature_layer):
+        candidates = [n for n in names if n][-6:]
+        raise MimirError(f"the model has no layer named '{feature_layer}'",
+                         f"use the dotted name of an existing module, e.g. one of {candidates}")
     order = _execution_order(model, x)
     linears = [n for n in order if isinstance(names[n], nn.Linear)]
     if not linears:
         raise MimirError("the model has no linear classifier layer", "mimir needs a model ending in a linear layer")
-    before = order[: len(order) - 1 - order[::-1].index(linears[-1])]
+    classifier = linears[-1]
+    if feature_layer is not None:
+        wrapped = WrappedModel(model, feature_layer, classifier, False, factory, detected=False)
+    elif (traced := _traced_split(model, x, classifier)) is not None:
+        wrapped = WrappedModel(traced, _MARKER, classifier, False, factory, detected=True)
+    else:
+        wrapped = _wrap_at_pool_module(model, order, names, classifier, factory)
+    _check_split(wrapped, x)
+    return wrapped.eval()
+
+
+def _wrap_at_pool_module(model: nn.Module, order: list[str], names: dict, classifier: str,
+                         factory: str | None) -> WrappedModel:
+    before = order[: len(order) - 1 - order[::-1].index(classifier)]
     pools = [n for n in before if isinstance(names[n], _POOLS)]
     if not pools:
         raise MimirError("could not find the global pooling before the classifier (torch.fx could not trace "
                          "the model, and it has no pooling layer)",
                          "name the layer whose output is the pre-pool feature map (--feature-layer)")
-    return WrappedModel(model, pools[-1], linears[-1], True, factory, detected=True)
+    return WrappedModel(model, pools[-1], classifier, True, factory, detected=True)
 
 
 def _check_split(wrapped: WrappedModel, x: torch.Tensor) -> None:

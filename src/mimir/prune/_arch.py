@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mimir.errors import MimirError
-from mimir.prune.structure import residual_blocks, resolve_name, sync_heads
+from mimir.prune.structure import residual_blocks, resolve_name, sync_heads, transformer_blocks
 
 _RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.LayerNorm, nn.GroupNorm)
 
@@ -56,6 +56,8 @@ def _loose_tensors(model: nn.Module) -> dict[str, list[int]]:
 
 def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
     """Replace each named residual block by an identity; returns the names as the model spells them."""
+    if not names:   # nothing to find: loading a file traces no modules
+        return []
     droppable = residual_blocks(model)
     full = [resolve_name(model, n, droppable, "unknown or non-droppable block",
                          "blocks that add their input to their output") for n in names]
@@ -81,8 +83,9 @@ class MlpOnly(nn.Module):
 def drop_attention(model: nn.Module, names: list[str]) -> list[str]:
     """Remove the attention branch of each named transformer block (pre-norm blocks with
     ``attn``, ``norm2`` and ``mlp``, like timm's), keeping its MLP branch."""
-    blocks = [n for n in residual_blocks(model)
-              if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
+    if not names:
+        return []
+    blocks = transformer_blocks(model)
     full = [resolve_name(model, n, blocks, "unknown or non-transformer block",
                          "blocks with an attention and an MLP branch") for n in names]
     for name in full:

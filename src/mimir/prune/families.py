@@ -8,7 +8,8 @@ import torch
 from mimir._readme import replace_block
 from mimir.models import create_model
 from mimir.models.timm_models import TESTED_FAMILIES, TEST_SIZES
-from mimir.prune.structure import attention_modules, channel_groups, dependency_graph, residual_blocks
+from mimir.prune.structure import (attention_modules, channel_groups, dependency_graph, residual_blocks,
+                                   transformer_blocks)
 
 
 def family_rows() -> list[dict]:
@@ -19,7 +20,7 @@ def family_rows() -> list[dict]:
         size = model.default_data_config().input_size if name in TEST_SIZES else 64
         groups = channel_groups(model, dependency_graph(model, torch.zeros(1, 3, size, size)))
         blocks = residual_blocks(model)
-        attention = [b for b in blocks if all(hasattr(model.get_submodule(b), a) for a in ("attn", "norm2", "mlp"))]
+        attention = transformer_blocks(model, blocks)
         rows.append({"family": family, "model": f"timm:{name}",
                      "channels": sum(not (g.coupled or g.reaches_head) for g in groups),
                      "heads": sum(g.attention for g in groups),

@@ -133,6 +133,13 @@ def residual_blocks(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and not isinstance(m, _LEAVES) and _adds_its_input(m)]
 
 
+def transformer_blocks(model: nn.Module, blocks: list[str] | None = None) -> list[str]:
+    """The residual blocks (``blocks``, else all of them) that are pre-norm transformer blocks with
+    ``attn``, ``norm2`` and ``mlp`` (timm's ``Block``): those whose attention ``attention:`` drops."""
+    return [n for n in (residual_blocks(model) if blocks is None else blocks)
+            if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
+
+
 def sync_heads(model: nn.Module) -> None:
     """After whole heads were pruned from (or restored to) q/k/v projections, set each attention's
     head count and width from its projection's size."""

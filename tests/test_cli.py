@@ -99,6 +99,12 @@ BAD = {
     "feature layer": (lambda t: ["--feature-layer", "layer9"], "no layer named 'layer9'"),
     "no bundled teacher": (lambda t: ["--teacher", "vgg16_bn"], "no trained teacher is bundled"),
     "missing out folder": (lambda t: ["--out", str(t / "no" / "where.pt")], "does not exist"),
+    "synthetic count": (lambda t: ["--data", "synthetic:none"], "must be a positive integer"),
+    "synthetic too few": (lambda t: ["--data", "synthetic:4"], "more than the 4 images"),
+    "synthetic with labels": (lambda t: ["--data", "synthetic:64", "--method", "bp"], "needs labels"),
+    "extra data missing": (lambda t: ["--extra-data", str(t / "nope")], "does not exist"),
+    "extra data with labels": (lambda t: ["--extra-data", str(t), "--method", "bp"], "needs labels"),
+    "bad mix": (lambda t: ["--option", "mix=cutout"], "not one of none, mixup"),
 }
 
 

@@ -37,7 +37,7 @@ def test_cli_flags_build_the_same_recipe_as_the_api():
     ({"precision": "fp8"}, "--precision must be one of"),
     ({"device": "tpu"}, "--device must be auto, cpu, cuda or cuda:N"),
     ({"method": "kd", "options": {"temprature": 2}}, "unknown option 'temprature' for method 'kd' (known: temperature)"),
-    ({"method": "mir", "options": {"temperature": 2}}, "'mir' takes no options"),
+    ({"method": "none", "options": {"temperature": 2}}, "'none' takes no options"),
     ({"colour": "red"}, "unknown recipe field 'colour'"),
     ({"method": "practise"}, "does not fit --prune"),
 ])

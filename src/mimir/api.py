@@ -40,6 +40,7 @@ def compress(
     teacher: str | nn.Module = "resnet20",
     data: str | Path | UnlabeledImages | LabeledImages = FASHION,
     samples: int = 500,
+    extra_data: str | Path | None = None,
     seed: int = 0,
     prune: str = "channels:0.5",
     method: str = "mir",
@@ -73,6 +74,8 @@ def compress(
     """Prune ``teacher`` with ``prune``, train the student with ``method`` on ``samples`` images of
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
 
+    ``data`` may also be ``"synthetic:N"``: N images synthesised from the teacher alone.
+    ``extra_data`` is a folder of unlabeled images (e.g. out of domain) added to the samples.
     ``prune`` is a scheme (see :mod:`mimir.prune.schemes`); channel schemes also take ``round_to``,
     ``importance`` (l1, l2, fpgm, lamp, taylor) and ``global_pruning``. ``input_size``, ``mean``,
     ``std`` and ``interpolation`` override the teacher's own input settings (a model nothing
@@ -98,6 +101,7 @@ def compress(
         recipe = Recipe(
             teacher=_name_of(teacher), weights=str(weights) if weights is not None else None,
             feature_layer=feature_layer, data=_name_of(data),
+            extra_data=str(extra_data) if extra_data is not None else None,
             eval_data=None if eval_data is None else (str(eval_data) if eval_obj == "auto" else _name_of(eval_data)),
             samples=samples, seed=seed, balanced=balanced, prune=prune, method=method, options=dict(options or {}),
             round_to=round_to, importance=importance, global_pruning=global_pruning,

@@ -87,7 +87,10 @@ def _add_compress(sub) -> None:
                                            "(default: the input of the final global pooling)")
     p.add_argument("--input-size", type=int, help="square input size in pixels (default: the teacher's own)")
     _add_input_settings(p)
-    p.add_argument("--data", help="'fashion-mnist' or a folder of images (default: fashion-mnist)")
+    p.add_argument("--data", help="'fashion-mnist', a folder of images, or synthetic:N (N images synthesised from "
+                                  "the teacher's BatchNorm statistics, for when there are none) (default: fashion-mnist)")
+    p.add_argument("--extra-data", help="a folder of unlabeled images (e.g. out-of-domain) added to the few samples; "
+                                        "their labels, if any, are never read")
     p.add_argument("--eval-data",
                    help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
                         "(default: the Fashion-MNIST test set when --data is fashion-mnist)")
@@ -453,7 +456,8 @@ def _run_methods(args) -> int:
         doc = (type(m).__doc__ or sys.modules[type(m).__module__].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<14}{'uses labels  ' if m.needs_labels else 'label-free   '}{doc}")
         if m.options:
-            print(f"{'':<27}options: " + ", ".join(f"{k}={v}" for k, v in m.options.items()))
+            print(f"{'':<27}options: " + ", ".join(
+                f"{k}={v}" + (f" ({'|'.join(m.choices[k])})" if k in m.choices else "") for k, v in m.options.items()))
     return 0
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
 from mimir.data.transforms import center_crop, normalize
+from mimir.data.synthetic import parse_synthetic
 from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
@@ -28,7 +29,7 @@ from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
 from mimir.prune import parse_scheme, prune
 from mimir.recipe import Recipe
-from mimir.resolve import FASHION, load_eval_data, load_samples, load_teacher
+from mimir.resolve import FASHION, load_eval_data, load_extra_data, load_samples, load_teacher
 
 
 @dataclass
@@ -102,7 +103,20 @@ def resolve_teacher(run: Run) -> None:
 def draw_samples(run: Run) -> None:
     r = run.recipe
     data = run.data_source if run.data_source is not None else r.data
-    run.few = load_samples(data, r.samples, r.seed, run.config, r.balanced)
+    if run.method.needs_labels and (r.extra_data is not None or parse_synthetic(data) is not None):
+        what = "--extra-data adds" if r.extra_data is not None else f"--data {data} synthesises"
+        raise MimirError(f"{what} unlabeled images, and method '{r.method}' needs labels",
+                         "use a label-free method such as mir")
+    if parse_synthetic(data) is not None:
+        run.runtime.model(run.teacher)   # the images are optimised against the teacher, on the device
+    run.few = load_samples(data, r.samples, r.seed, run.config, r.balanced, teacher=run.teacher,
+                           progress=run.progress)
+    if r.extra_data is not None:   # appended after the seeded draw: the few samples stay the same images
+        extra = load_extra_data(r.extra_data, run.config)
+        if extra.images.shape[1:] != run.few.images.shape[1:]:
+            raise MimirError(f"--extra-data images are {tuple(extra.images.shape[1:])}, the samples "
+                             f"{tuple(run.few.images.shape[1:])}", "give images the teacher's input settings accept")
+        run.few = UnlabeledImages(torch.cat([run.few.images, extra.images]), f"{run.few.source}+{extra.source}")
     eval_data = run.eval_source
     if eval_data == "auto":
         eval_data = r.eval_data

@@ -30,7 +30,8 @@ class Recipe:
     teacher: str = "resnet20"           # registry name, mimir file, or MODULE:CALLABLE
     weights: str | None = None          # plain state dict for a registry teacher
     feature_layer: str | None = None    # a user's model: the module whose output is the pre-pool map
-    data: str = "fashion-mnist"         # 'fashion-mnist' or a folder of images
+    data: str = "fashion-mnist"         # 'fashion-mnist', a folder of images, or 'synthetic:N'
+    extra_data: str | None = None       # a folder of unlabeled (e.g. out-of-domain) images added to the samples
     eval_data: str | None = "auto"      # 'fashion-mnist', an ImageNet-style folder, None; auto: see compress()
     samples: int = 500
     seed: int = 0
@@ -74,6 +75,11 @@ class Recipe:
         need(self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0), "lr", "must be positive")
         need(self.input_size is None or (isinstance(self.input_size, int) and self.input_size > 0), "input_size",
              "must be a positive integer")
+        need(self.extra_data is None or (isinstance(self.extra_data, str) and bool(self.extra_data)), "extra_data",
+             "must be a folder of images")
+        from mimir.data.synthetic import parse_synthetic
+
+        parse_synthetic(self.data)   # a malformed synthetic:N is an error now, not after loading the teacher
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or
                                                (self.device.startswith("cuda:") and self.device[5:].isdigit())),
              "device", "must be auto, cpu, cuda or cuda:N")
@@ -155,7 +161,10 @@ class Recipe:
     def describe(self) -> str:
         extra = (f" round_to={self.round_to}" if self.round_to else "") + (
             f" importance={self.importance}" if self.importance != "l1" else "") + (" global" if self.global_pruning else "")
-        return f"{self.teacher} {self.prune}{extra} {self.method} n={self.samples} seed={self.seed}"
+        data = (f" data={self.data}" if self.data != "fashion-mnist" else "") + (
+            f" extra_data={self.extra_data}" if self.extra_data else "")
+        options = "".join(f" {k}={v}" for k, v in self.options.items())
+        return f"{self.teacher} {self.prune}{extra} {self.method}{options} n={self.samples}{data} seed={self.seed}"
 
 
 def recipe_defaults() -> dict:

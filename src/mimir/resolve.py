@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from mimir.data import (DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
-                        index_folder, load_fashion_mnist, sample_folder, sample_indices)
+                        index_folder, load_fashion_mnist, load_image_folder, sample_folder, sample_indices)
+from mimir.data.synthetic import parse_synthetic, synthetic_images
 from mimir.errors import MimirError
 from mimir.export.checkpoint import FORMAT, load_model, load_state, model_from_payload, read_checkpoint
 from mimir.models import (SplitModel, TimmModel, build_from_factory, create_model, is_model, list_models, timm_name,
@@ -185,16 +186,25 @@ def _check_fashion_fits(config: DataConfig) -> None:
 
 
 def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: int, seed: int, config: DataConfig,
-                 balanced: bool = False) -> LabeledImages | UnlabeledImages:
+                 balanced: bool = False, teacher: nn.Module | None = None,
+                 progress: bool = True) -> LabeledImages | UnlabeledImages:
     """The few samples: ``samples`` images drawn from ``data`` with ``seed``.
 
     Labels are kept when the source has them (Fashion-MNIST, or a folder whose images all sit in
     class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
     them before a label-free method sees the images. A folder is drawn from by file name and only
-    the chosen files are decoded, so an ImageNet training folder costs a directory listing."""
+    the chosen files are decoded, so an ImageNet training folder costs a directory listing.
+    ``synthetic:N`` synthesises N images from ``teacher`` (seeded by ``seed``) and draws from them."""
     _refuse_in_memory(data, "data", "teacher, data=your_images")
+    synthetic = parse_synthetic(data)
     if isinstance(data, (LabeledImages, UnlabeledImages)):
         pool = data
+    elif synthetic is not None:
+        if samples > synthetic:
+            raise MimirError(f"--samples {samples} is more than the {synthetic} images of --data {data}",
+                             f"pass --samples {synthetic} or fewer, or synthesise more")
+        _check_balanced(balanced, None, data)
+        pool = synthetic_images(teacher, config, synthetic, seed, progress=progress)
     elif str(data) == FASHION:
         _check_fashion_fits(config)
         pool = load_fashion_mnist("train")
@@ -207,6 +217,13 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     _check_balanced(balanced, labels, data)
     idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
     return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
+
+
+def load_extra_data(folder: str | Path, config: DataConfig) -> UnlabeledImages:
+    """Every readable image under ``folder`` at the teacher's input settings, never with labels
+    (``--extra-data``: e.g. out-of-domain images added to the few samples)."""
+    return load_image_folder(folder, config.in_chans, config.input_size, config.interpolation, config.crop_pct,
+                             flag="--extra-data")
 
 
 def _check_balanced(balanced: bool, labels: torch.Tensor | None, data: object) -> None:

@@ -1,9 +1,12 @@
 """MiR learns on real Fashion-MNIST images, with no labels, and keeps the teacher's head."""
 
+import copy
+
 import pytest
 import torch
 
 from mimir.data import LabeledImages, UnlabeledImages, sample_indices
+from mimir.errors import MimirError
 from mimir.evaluate import accuracy, feature_mse
 from mimir.methods import MethodInput, TrainConfig, get_method
 from mimir.prune import prune
@@ -90,3 +93,80 @@ def test_compress_hands_label_free_methods_no_labels(monkeypatch):
     result = api.compress("resnet20", samples=30, iterations=1, eval_data=None, progress=False)
     assert seen == {"type": UnlabeledImages, "has_labels": False}
     assert result.summary["used_labels"] is False
+
+
+# ---------------------------------------------------------------- options beyond the published method
+def _digest(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_mir_with_default_options_is_bit_identical_to_before_the_options(teacher20, fmnist_train):
+    """The digest was computed with the code before MiR had options (commit 4dd0058, torch 2.x on
+    this CPU, one thread): the published method must stay exactly what it was, cached or not."""
+    teacher, config = teacher20
+    few = _few(fmnist_train, 20, seed=1).without_labels()
+    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for cache in (None, False):
+            cfg = TrainConfig(iterations=12, batch_size=8, cache_targets=cache)
+            model = get_method("mir")(MethodInput(teacher, copy.deepcopy(student), few, config, cfg, seed=1,
+                                                  progress=False))
+            assert _digest(model) == "415034090409d9515cb4f1725690a781105045c358fb091031dbb711ca35342d", cache
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("options", [{"mix": "cutmix"}, {"augment": "trivialaugment", "schedule": "cosine"},
+                                     {"kd": 1.0}, {"stages": 1.0}, {"mix": "salient", "kd": 0.5, "stages": 0.5}])
+def test_every_option_trains_and_changes_the_run(teacher20, fmnist_train, test_subset, options):
+    teacher, config = teacher20
+    few = _few(fmnist_train, 60, seed=0).without_labels()
+    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    pruned_acc = accuracy(student, test_subset, config)
+
+    def run(opts):
+        cfg = TrainConfig(iterations=60, extra=opts)
+        return get_method("mir")(MethodInput(teacher, copy.deepcopy(student), few, config, cfg, seed=0, progress=False))
+
+    model = run(options)
+    assert _digest(model) != _digest(run({}))
+    assert accuracy(model, test_subset, config) >= pruned_acc + 30
+    assert torch.equal(model.fc.weight, teacher.fc.weight)
+
+
+def test_stages_are_the_earlier_stages_both_models_share(teacher20):
+    from mimir.methods.mir import shared_stages
+
+    teacher, config = teacher20
+    inner, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    assert shared_stages(teacher, inner, config) == ["layer1", "layer2"]
+    dropped, _ = prune(teacher, "blocks:layer1.1,layer2.2", torch.zeros(1, 1, 28, 28))
+    assert shared_stages(teacher, dropped, config) == ["layer1", "layer2"]
+    narrow, _ = prune(teacher, "channels-all:0.5", torch.zeros(1, 1, 28, 28))
+    with pytest.raises(MimirError, match="no earlier stage has the same output shape"):
+        shared_stages(teacher, narrow, config)
+
+
+@pytest.mark.parametrize("options,match", [({"mix": "cutout"}, "mix='cutout'.*not one of"),
+                                           ({"schedule": "linear"}, "schedule='linear'"),
+                                           ({"kd": "lots"}, "not a number")])
+def test_bad_options_are_refused_when_the_recipe_is_made(options, match):
+    from mimir.recipe import Recipe
+
+    with pytest.raises(MimirError, match=match):
+        Recipe(method="mir", options=options)
+
+
+def test_mir_plus_defaults_differ_from_mir_only_in_its_options():
+    mir, plus = get_method("mir"), get_method("mir-plus")
+    assert set(mir.options) == set(plus.options)
+    assert mir.options["mix"] == "none" and mir.options["kd"] == 0 and mir.options["schedule"] == "step"
+    assert plus.options != mir.options

@@ -16,6 +16,9 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
         round_to: 8                # optional: keep a multiple of 8 channels per pruned layer
         importance: [l1, taylor]   # optional: channel criteria to compare (default l1)
         global: true               # optional: rank channels across layers
+        data: synthetic:256        # optional: this row's samples (default: the top-level data)
+        extra_data: FOLDER         # optional: unlabeled images added to the samples
+        options: [{}, {mix: cutmix}, {kd: 1.0}]   # optional: a mapping, or a list of variants to compare
 
 Every problem is reported in one line naming the key, e.g. ``grid[1].samples: must be a list of
 positive integers``.
@@ -31,7 +34,7 @@ from mimir.recipe import Recipe
 
 _TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
 _ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to", "importance",
-             "global"}
+             "global", "data", "extra_data"}
 
 
 @dataclass
@@ -132,7 +135,15 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
         samples = _ints(row["samples"], f"{at}.samples")
         row_seeds = _ints(row.get("seeds", seeds), f"{at}.seeds", minimum=0)
         row_iterations = _ints(row.get("iterations", iterations), f"{at}.iterations")[0]
-        row_options = {**options, **(row.get("options") or {})}
+        variants = row.get("options") or {}
+        variants = variants if isinstance(variants, list) else [variants]
+        if not variants or not all(isinstance(v, dict) for v in variants):
+            raise _fail(f"{at}.options", "must be a mapping of method settings or a list of them")
+        variants = [{**options, **v} for v in variants]
+        row_data = {"data": row.get("data", data), "extra_data": row.get("extra_data")}
+        for key, value in row_data.items():
+            if value is not None and not (isinstance(value, str) and value):
+                raise _fail(f"{at}.{key}", "must be 'fashion-mnist', a folder path or synthetic:N")
         pruning = {"round_to": _ints(row["round_to"], f"{at}.round_to")[0] if "round_to" in row else None,
                    "global_pruning": row.get("global", False)}
         if not isinstance(pruning["global_pruning"], bool):
@@ -149,10 +160,12 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
                 for seed in row_seeds:
                     for method in methods:
                         for importance in importances:
-                            cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed, row_iterations,
-                                               batch_size, data, eval_data, input_size, row_options,
-                                               {**pruning, "importance": importance}))
-        for key in row_options:
+                            for row_options in variants:
+                                cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed,
+                                                   row_iterations, batch_size, row_data["data"], eval_data,
+                                                   input_size, row_options, {**pruning, "importance": importance},
+                                                   row_data["extra_data"]))
+        for key in {k for v in variants for k in v}:
             if not any(key in get_method(m).options for m in methods):
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
                                                    f"({', '.join(methods)}; see 'mimir methods')")
@@ -169,10 +182,11 @@ def method_options(method: str, options: dict) -> dict:
 
 def _cell(at: str, teacher: str, weights: str | None, scheme: str, method: str, samples: int, seed: int,
           iterations: int, batch_size: int, data: str, eval_data: str | None, input_size: int | None,
-          options: dict, pruning: dict | None = None) -> Recipe:
+          options: dict, pruning: dict | None = None, extra_data: str | None = None) -> Recipe:
     try:
         return Recipe(teacher=teacher, weights=weights, prune=scheme, method=method, samples=samples, seed=seed,
-                      iterations=iterations, batch_size=batch_size, data=data, eval_data=eval_data,
+                      iterations=iterations, batch_size=batch_size, data=data, extra_data=extra_data,
+                      eval_data=eval_data,
                       input_size=input_size, options=method_options(method, options), **(pruning or {}))
     except MimirError as err:
         raise _fail(at, err.problem) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ class Row:
     used_labels: bool
     iterations: int
     setting: str = ""   # the recipe fields that tell this group from others with the same teacher/prune/samples/method
+    recipe: dict = field(default_factory=dict, compare=False)   # the group's recipe, seed left out
 
 
 def _mean(values):
@@ -93,7 +94,7 @@ def aggregate(records: list[dict]) -> list[Row]:
             statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
             statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
             statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
-            int(c["iterations"]), _setting(c, varying[tuple(c[k] for k in _COMPARED)])))
+            int(c["iterations"]), _setting(c, varying[tuple(c[k] for k in _COMPARED)]), c))
     return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, r.setting, -(r.mean or 0)))
 
 
@@ -136,6 +137,46 @@ def winners(rows: list[Row]) -> list[str]:
             text += f", {margin:.2f} points ahead of {second.method}{within}"
         out.append(text)
     return out
+
+
+ABLATED = ("mir", "mir-plus")   # methods whose options are ingredients, measured against plain mir
+
+
+def _data_of(recipe: dict) -> str:
+    extra = f" + {Path(recipe['extra_data']).name}" if recipe.get("extra_data") else ""
+    return f"{recipe['data']}{extra}"
+
+
+def _ingredients(row: Row) -> str:
+    from mimir.methods import get_method
+
+    options = row.recipe.get("options") or {}
+    if row.method not in ABLATED or row.method == "mir":
+        return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    plain = get_method("mir").options
+    changed = {k: v for k, v in get_method(row.method).options.items() if plain[k] != v}
+    return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changed, **options}.items())) + ")"
+
+
+def ablation(rows: list[Row]) -> list[str]:
+    """Table lines: every ``mir`` with options and every ``mir-plus`` next to plain ``mir`` with the
+    same recipe otherwise (teacher, pruning, samples, data, iterations); empty when there is none."""
+    def context(r: Row) -> str:
+        return json.dumps({k: v for k, v in r.recipe.items() if k not in ("method", "options")}, sort_keys=True)
+
+    plain = {context(r): r for r in rows if r.method == "mir" and not r.recipe.get("options") and r.mean is not None}
+    pairs = [(r, plain[context(r)]) for r in rows if r.method in ABLATED and r.mean is not None
+             and (r.method != "mir" or r.recipe.get("options")) and context(r) in plain]
+    if not pairs:
+        return []
+    lines = ["| teacher | prune | samples | data | iterations | ingredients | accuracy % | mir % | gain | seeds | "
+             "train s | mir train s |", "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r, base in sorted(pairs, key=lambda p: (p[0].teacher, p[0].prune, p[0].samples, _data_of(p[0].recipe),
+                                                 p[0].iterations, -(p[0].mean - p[1].mean))):
+        lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {_data_of(r.recipe)} | {r.iterations} | "
+                     f"{_ingredients(r)} | {r.mean:.2f} +- {r.std:.2f} | {base.mean:.2f} +- {base.std:.2f} | "
+                     f"{r.mean - base.mean:+.2f} | {r.seeds} | {r.train_seconds:.0f} | {base.train_seconds:.0f} |")
+    return lines
 
 
 SPAN = 20.0  # points shown below the best teacher; results further down are named under the axis
@@ -181,12 +222,31 @@ def _samples_plot_name(teacher: str, prune: str) -> str:
     return f"acc_vs_samples_{teacher}_{prune.replace(':', '-').replace(',', '+')}.png"
 
 
+def _time_groups(rows: list[Row]) -> dict[str, list[Row]]:
+    """Plot name -> rows, for each (teacher, prune, samples, data) where a method ran with several
+    iteration budgets: accuracy against training time, so a user can choose a schedule."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.mean is not None and r.method != "none":
+            groups[(r.teacher, r.prune, r.samples, _data_of(r.recipe))].append(r)
+    out = {}
+    for (teacher, prune, samples, data), sub in sorted(groups.items()):
+        budgets = defaultdict(set)
+        for r in sub:
+            budgets[(r.method, _ingredients(r))].add(r.iterations)
+        if any(len(b) > 1 for b in budgets.values()):
+            tag = f"{teacher}_{prune}_{samples}_{Path(data).name}".replace(":", "-").replace(",", "+").replace(" ", "")
+            out[f"acc_vs_time_{tag}.png"] = sub
+    return out
+
+
 def plot_names(rows: list[Row]) -> list[str]:
     """The file names :func:`plot` writes for ``rows``, in order."""
     rows = [r for r in rows if r.mean is not None]
     if not rows:
         return []
-    return [_samples_plot_name(t, p) for t, p in sorted({(r.teacher, r.prune) for r in rows})] + ["acc_vs_macs.png"]
+    return ([_samples_plot_name(t, p) for t, p in sorted({(r.teacher, r.prune) for r in rows})] + ["acc_vs_macs.png"]
+            + list(_time_groups(rows)))
 
 
 def plot(rows: list[Row], out_dir: Path) -> list[Path]:
@@ -256,6 +316,27 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         _decorate(ax, sub, "MACs per image (millions" + (", log scale)" if log_x else ")"), handles)
     paths.append(_save(fig, out_dir / "acc_vs_macs.png"))
     plt.close(fig)
+    for name, sub in _time_groups(rows).items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label in sorted({(r.method, _ingredients(r)) for r in sub}):
+            pts = sorted((r.train_seconds, r.mean, r.std, r.iterations) for r in sub
+                         if (r.method, _ingredients(r)) == label)
+            method, ingredients = label
+            text = ingredients if ingredients.startswith(method) else (f"{method} ({ingredients})" if ingredients
+                                                                        else method)
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                        label=text)
+            for t, acc, _, its in pts:
+                ax.annotate(str(its), (t, acc), fontsize=7, textcoords="offset points", xytext=(4, -10))
+        if sub[0].teacher_acc is not None:
+            ax.axhline(sub[0].teacher_acc, color="black", linestyle="--", linewidth=1, label="teacher")
+        ax.set_xscale("log")
+        r0 = sub[0]
+        ax.set_title(f"{r0.teacher}, {r0.prune}, {r0.samples} samples, {_data_of(r0.recipe)}:\n"
+                     "accuracy vs training time (labels: iterations)", fontsize=10)
+        _decorate(ax, sub, "training seconds per run (log scale)")
+        paths.append(_save(fig, out_dir / name))
+        plt.close(fig)
     return paths
 
 
@@ -315,10 +396,61 @@ def render_markdown(records: list[dict], results: str, command: str = "") -> str
                   "are multiply-accumulates per image (and the share of the teacher's); `train s` is the method's "
                   "own time per cell (mean over seeds), `cell s` the whole cell's wall time (loading, pruning, "
                   "training, evaluation).", "",
-              "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows),
-                                                                              "", "## Plots", ""]
+              "## Who won where", ""] + [f"- {w}" for w in winners(rows)] + ["", "## Table", "", markdown_table(rows)]
+    ablated = ablation(rows)
+    if ablated:
+        lines += ["", "## Ablation: what each ingredient adds to MiR", "",
+                  "Each `mir` with options, and each `mir-plus`, against plain `mir` with the same recipe otherwise "
+                  "(same samples, data, pruning and iterations); `gain` is the difference of the means.", ""] + ablated
+    shown = synthetic_sets(records)
+    if shown:
+        lines += ["", "## Synthesised images", "",
+                  "What `--data synthetic:N` made from each teacher alone (the first 64 images of the first seed's "
+                  "set; one class per image in turn, no real image involved):", ""]
+        lines += [f"![{Path(name).stem}](plots/{name})" for name in shown.values()]
+    lines += ["", "## Plots", ""]
     lines += [f"![{Path(name).stem}](plots/{name})" for name in plot_names(rows)]
     return "\n".join(lines) + "\n"
+
+
+def synthetic_sets(records: list[dict]) -> dict[tuple, str]:
+    """(teacher, weights, data, seed) -> PNG name, one per teacher and ``synthetic:N`` (the first seed)."""
+    from mimir.data.synthetic import parse_synthetic
+
+    sets: dict[tuple, str] = {}
+    for r in sorted((r for r in records if r.get("status") == "ok"), key=lambda r: recipe_of(r)["seed"]):
+        c = recipe_of(r)
+        n = parse_synthetic(c["data"])
+        if n is not None and not any(k[:3] == (c["teacher"], c["weights"], c["data"]) for k in sets):
+            sets[(c["teacher"], c["weights"], c["data"], c["seed"])] = f"synthetic_{c['teacher']}_{n}_seed{c['seed']}.png"
+    return sets
+
+
+def plot_synthetic(records: list[dict], out_dir: Path, count: int = 64) -> list[Path]:
+    """A grid of the synthesised images of :func:`synthetic_sets` (from mimir's synthesis cache
+    when the grid ran on this machine, otherwise synthesised again - the same images for the seed)."""
+    import torch
+    from PIL import Image
+
+    from mimir.data.synthetic import parse_synthetic, synthetic_images
+    from mimir.resolve import load_teacher
+
+    paths = []
+    for (teacher, weights, data, seed), name in synthetic_sets(records).items():
+        model, config = load_teacher(teacher, weights)
+        images = synthetic_images(model, config, parse_synthetic(data), seed, progress=False).images[:count]
+        side = int(len(images) ** 0.5 + 0.999)
+        n, c, h, w = images.shape
+        canvas = torch.zeros(c, side * (h + 2), side * (w + 2), dtype=torch.uint8)
+        for i, img in enumerate(images):
+            y, x = divmod(i, side)
+            canvas[:, y * (h + 2) + 1:y * (h + 2) + 1 + h, x * (w + 2) + 1:x * (w + 2) + 1 + w] = img
+        array = canvas.permute(1, 2, 0).squeeze(-1).numpy()
+        picture = Image.fromarray(array).resize((array.shape[1] * 3, array.shape[0] * 3), Image.NEAREST)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        picture.save(out_dir / name)
+        paths.append(out_dir / name)
+    return paths
 
 
 def readme_block(records: list[dict], name: str) -> str:
@@ -353,6 +485,7 @@ def write_report(results: str | Path, out_dir: str | Path, command: str = "") ->
     out_dir = Path(out_dir)
     if rows:
         plot(rows, out_dir / "plots")
+    plot_synthetic(records, out_dir / "plots")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "RESULTS.md"
     path.write_text(render_markdown(records, str(results), command))

@@ -161,13 +161,14 @@ def sample_folder(index: FolderIndex, n: int, seed: int, in_chans: int, input_si
             return _subset(index, [decoded[i] for i in chosen], chosen)
 
 
-def read_folder(index: FolderIndex, in_chans: int, input_size: int) -> LabeledImages | UnlabeledImages:
+def read_folder(index: FolderIndex, in_chans: int, input_size: int, interpolation: str = "bilinear",
+                crop_pct: float = 0.875) -> LabeledImages | UnlabeledImages:
     """Every readable image of ``index`` in memory (for small folders). Unreadable files are skipped with a count."""
     images, kept = [], []
     for i, path in enumerate(tqdm(index.files, desc=f"read {index.root.name or index.root}", leave=False,
                                   disable=len(index.files) < 200)):
         try:
-            images.append(read_image(path, in_chans, input_size))
+            images.append(read_image(path, in_chans, input_size, interpolation, crop_pct))
             kept.append(i)
         except _READ_ERRORS:
             continue
@@ -177,9 +178,11 @@ def read_folder(index: FolderIndex, in_chans: int, input_size: int) -> LabeledIm
     return _subset(index, images, kept)
 
 
-def load_image_folder(folder: str | Path, in_chans: int, input_size: int) -> UnlabeledImages:
-    """All readable images under ``folder``, unlabeled."""
-    return read_folder(index_folder(folder, labeled=False), in_chans, input_size)  # type: ignore[return-value]
+def load_image_folder(folder: str | Path, in_chans: int, input_size: int, interpolation: str = "bilinear",
+                      crop_pct: float = 0.875, flag: str = "--data") -> UnlabeledImages:
+    """All readable images under ``folder``, unlabeled (class subfolders, if any, are not read as labels)."""
+    index = index_folder(folder, labeled=False, flag=flag)
+    return read_folder(index, in_chans, input_size, interpolation, crop_pct)  # type: ignore[return-value]
 
 
 def load_labeled_folder(folder: str | Path, in_chans: int, input_size: int) -> LabeledImages:

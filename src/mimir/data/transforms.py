@@ -4,6 +4,7 @@ Small inputs (<= 64 px, CIFAR / Fashion-MNIST style): pad-and-crop + horizontal 
 Large inputs (ImageNet style): RandomResizedCrop + flip for training, centre crop for evaluation
 (images are stored at ``stored_size``, 256 for a 224 input, as in Resize 256 / CenterCrop 224).
 All functions take and return whole uint8 batches so a training step needs no DataLoader workers.
+A stronger *policy* (torchvision's RandAugment or TrivialAugmentWide) can follow the crop and flip.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mimir.errors import MimirError
 
 SMALL_INPUT = 64
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+POLICIES = ("none", "randaugment", "trivialaugment")
 
 
 def stored_size(input_size: int, crop_pct: float = 0.875) -> int:
@@ -63,17 +65,26 @@ class DataConfig:
 FASHION_MNIST = DataConfig(in_chans=1, input_size=28, mean=(0.2860,), std=(0.3530,), num_classes=10)
 
 
-class Augment:
-    """Per-image random augmentation of a uint8 batch (a fresh draw for every image)."""
+def policy_transform(policy: str) -> v2.Transform | None:
+    """torchvision's augmentation policy ``policy`` for one uint8 image (None for "none")."""
+    if policy not in POLICIES:
+        raise MimirError(f"augmentation policy '{policy}' is not one of {', '.join(POLICIES)}",
+                         "use --option augment=randaugment or augment=trivialaugment")
+    return {"none": None, "randaugment": v2.RandAugment(), "trivialaugment": v2.TrivialAugmentWide()}[policy]
 
-    def __init__(self, input_size: int) -> None:
+
+class Augment:
+    """Per-image random augmentation of a uint8 batch (a fresh draw for every image): the crop and
+    flip for the input size, then ``policy``."""
+
+    def __init__(self, input_size: int, policy: str = "none") -> None:
         if input_size <= SMALL_INPUT:
             pad = max(2, input_size // 8)
-            self.transform = v2.Compose([v2.RandomCrop(input_size, padding=pad),
-                                         v2.RandomHorizontalFlip()])
+            steps = [v2.RandomCrop(input_size, padding=pad), v2.RandomHorizontalFlip()]
         else:
-            self.transform = v2.Compose([v2.RandomResizedCrop(input_size, antialias=True),
-                                         v2.RandomHorizontalFlip()])
+            steps = [v2.RandomResizedCrop(input_size, antialias=True), v2.RandomHorizontalFlip()]
+        extra = policy_transform(policy)
+        self.transform = v2.Compose(steps + ([extra] if extra is not None else []))
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.transform(img) for img in batch])

@@ -30,8 +30,8 @@ from mimir.data.transforms import DataConfig, normalize
 from mimir.engine import distributed as dist
 from mimir.engine.checkpoint import Checkpointing, load_training_state, save_training_state, set_rng_state
 from mimir.engine.runtime import Runtime
-from mimir.engine.views import (BatchSchedule, CropFlipViews, LargeViewStream, TargetCache, is_small,
-                                large_view_loader)
+from mimir.engine.views import (BatchSchedule, CropFlipViews, LargeViewStream, PolicyViews, TargetCache,
+                                is_small, large_view_loader)
 from mimir.errors import MimirError
 
 
@@ -51,6 +51,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (the MiR protocol) or "adamw" (training a ViT teacher from scratch)
     warmup: float = 0.0     # fraction of the iterations with a linear learning-rate warm-up
     augment: bool = True
+    policy: str = "none"    # augmentation policy after crop and flip: none, randaugment, trivialaugment
     log_every: int = 20                 # steps between reads of the loss (progress bar, non-finite check)
     cache_bytes: int = 2 << 30          # largest teacher-target cache (see views.TargetCache)
     cache_targets: bool | None = None   # None: cache when it saves teacher passes and fits cache_bytes
@@ -65,12 +66,14 @@ class TrainConfig:
 class Task:
     """What a method optimises.
 
-    ``forward(module, x)`` is what is compared (e.g. the pre-pool map); ``loss(output, target)``
-    compares it with ``target(x)`` - the teacher's output on the same view, computed under
-    ``no_grad`` and cached when the views are finite - or, when ``target`` is None, with the labels.
-    ``trainable(module)`` names the parameters the optimiser updates (default: all); every other
-    parameter is frozen for the run, so it gets no gradient. ``train_mode`` False keeps the module
-    in eval mode (BatchNorm statistics frozen)."""
+    ``forward(module, x)`` is what is compared (e.g. the pre-pool map; a tensor or a tuple of
+    tensors); ``loss(output, target)`` compares it with ``target(x)`` - the teacher's output on the
+    same view, computed under ``no_grad`` and cached when the views are finite - or, when ``target``
+    is None, with the labels. ``trainable(module)`` names the parameters the optimiser updates
+    (default: all); every other parameter is frozen for the run, so it gets no gradient.
+    ``train_mode`` False keeps the module in eval mode (BatchNorm statistics frozen). ``mix(x,
+    step)`` transforms each whole batch before module and target see it (see
+    :mod:`mimir.engine.mixing`)."""
 
     module: nn.Module
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -78,6 +81,17 @@ class Task:
     target: Callable[[torch.Tensor], torch.Tensor] | None = None
     trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None
     train_mode: bool = True
+    mix: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+
+
+Outputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def _float(out: Outputs) -> Outputs:
+    """fp32 copies of floating-point outputs (a tensor or a tuple of them); labels pass unchanged."""
+    if isinstance(out, tuple):
+        return tuple(_float(o) for o in out)
+    return out.float() if out.is_floating_point() else out
 
 
 @dataclass
@@ -180,7 +194,7 @@ def _warm_up(objective: nn.Module, module: nn.Module, x: torch.Tensor, runtime: 
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     with runtime.autocast():
         out = objective(x)
-    out.float().sum().backward()
+    sum(o.float().sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
     with torch.no_grad():
         module.load_state_dict(state)
     for p in module.parameters():
@@ -218,15 +232,20 @@ def _batches(images: torch.Tensor, config: DataConfig, cfg: TrainConfig, schedul
     part = dist.shard(schedule.size)
     if is_small(config) or not cfg.augment:
         views = CropFlipViews(images, config, runtime.device, augment=cfg.augment)
+        policy = PolicyViews(cfg.policy) if cfg.augment and cfg.policy != "none" else None
 
         def small() -> Iterator:
             for step in range(start, cfg.iterations):
                 idx = schedule.indices(step)[part]
                 v = views.draw(step, seed, schedule.size)[part]
-                yield idx, v, runtime.batch(views.render(idx, v))
-        return small(), views
+                if policy is None:
+                    yield idx, v, runtime.batch(views.render(idx, v))
+                else:
+                    x = normalize(policy(views.crop(idx, v), seed, step, range(part.start, part.stop)), config)
+                    yield idx, None, runtime.batch(x)
+        return small(), views if policy is None else None   # a policy makes the views unbounded
     workers = cfg.loader_workers if runtime.device.type == "cuda" else 0
-    stream = LargeViewStream(images, config, schedule, seed, start, cfg.iterations)
+    stream = LargeViewStream(images, config, schedule, seed, start, cfg.iterations, cfg.policy)
 
     def large() -> Iterator:
         for idx, batch in large_view_loader(stream, workers, runtime.pin_memory):
@@ -285,17 +304,18 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
         labels_on_device = labels.to(device) if labels is not None else None
 
         @torch.no_grad()
-        def teacher_target(x: torch.Tensor) -> torch.Tensor:
+        def teacher_target(x: torch.Tensor) -> Outputs:
             with runtime.autocast():
                 return task.target(x)
 
         setup_started = time.perf_counter()
         cache = None
-        if task.target is not None and views is not None and start < cfg.iterations:
+        if task.target is not None and task.mix is None and views is not None and start < cfg.iterations:
             probe = teacher_target(runtime.batch(views.render(torch.zeros(1, dtype=torch.long),
                                                               torch.zeros(1, dtype=torch.long))))
+            size = sum(t.numel() * t.element_size() for t in (probe if isinstance(probe, tuple) else (probe,)))
             lookups = (cfg.iterations - start) * (local.stop - local.start)
-            worthwhile = TargetCache.worthwhile(views, lookups, probe.numel() * probe.element_size(), cfg.cache_bytes)
+            worthwhile = TargetCache.worthwhile(views, lookups, size, cfg.cache_bytes)
             if cfg.cache_targets if cfg.cache_targets is not None else worthwhile:
                 cache = TargetCache.build(views, lambda x: teacher_target(runtime.batch(x)))
 
@@ -315,6 +335,8 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
         checked = start
         steps_started = time.perf_counter()
         for step, (idx, v, x) in enumerate(batches, start=start):
+            if task.mix is not None:
+                x = task.mix(x, step)
             if cache is not None:
                 target = cache.lookup(idx, v)
             elif task.target is not None:
@@ -323,7 +345,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
                 target = labels_on_device[idx.to(device)]
             with runtime.autocast():
                 out = objective(x)
-            loss = task.loss(out.float(), target.float() if target.is_floating_point() else target)
+            loss = task.loss(_float(out), _float(target))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss * loss_scale if loss_scale != 1 else loss).backward()
             scaler.step(optimizer)

@@ -10,7 +10,9 @@ has exactly ``(2p + 1)^2 * 2`` views, so a view is an integer, a whole batch is 
 images with one indexing operation on the device, and the teacher's target of every (image, view)
 can be computed once and looked up (:class:`TargetCache`) - the same numbers, not an approximation.
 Large inputs get RandomResizedCrop + flip per image, which :class:`LargeViewStream` runs in
-DataLoader workers that prefetch while the model computes.
+DataLoader workers that prefetch while the model computes. An augmentation *policy* (RandAugment,
+TrivialAugment) after the crop and flip makes the views of small images an unbounded set too; each
+image's draw is seeded by ``(seed, step, position in the global batch)``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mimir.data.transforms import SMALL_INPUT, Augment, DataConfig, center_crop, normalize
+from mimir.data.transforms import SMALL_INPUT, Augment, DataConfig, center_crop, normalize, policy_transform
 
 _MASK = (1 << 63) - 1
 
@@ -88,21 +90,42 @@ class CropFlipViews:
 
     def render(self, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """Normalised float images ``idx`` seen through ``views``, on the device."""
+        return normalize(self.crop(idx, views), self.config)
+
+    def crop(self, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """The uint8 crops of images ``idx`` seen through ``views``, on the device."""
         idx, views = idx.to(self.padded.device), views.to(self.padded.device)
         flip, pos = views % 2, views // 2
         dy, dx = pos // self.offsets, pos % self.offsets
         rows = dy[:, None] + self._span
         cols = torch.where(flip[:, None].bool(), dx[:, None] + self.size - 1 - self._span, dx[:, None] + self._span)
-        crops = self.padded[idx[:, None, None, None], self._chans[None, :, None, None],
-                            rows[:, None, :, None], cols[:, None, None, :]]
-        return normalize(crops, self.config)
+        return self.padded[idx[:, None, None, None], self._chans[None, :, None, None],
+                           rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class PolicyViews:
+    """An augmentation policy applied to each uint8 image of a batch, every image seeded by
+    ``(seed, step, its position in the global batch)`` - so a resumed or data-parallel run draws
+    the same views as a single uninterrupted one."""
+
+    def __init__(self, policy: str) -> None:
+        self.transform = policy_transform(policy)
+
+    def __call__(self, batch: torch.Tensor, seed: int, step: int, positions: range) -> torch.Tensor:
+        out = torch.empty_like(batch)
+        with torch.random.fork_rng(devices=[]):
+            for i, pos in enumerate(positions):
+                torch.manual_seed(mix_seed(seed, 4, step, pos))
+                out[i] = self.transform(batch[i])
+        return out
 
 
 class TargetCache:
     """The teacher's target of every (sample, view), computed once in a fixed order and batch
-    layout (so a resumed run recomputes exactly the same numbers) and looked up per batch."""
+    layout (so a resumed run recomputes exactly the same numbers) and looked up per batch. A target
+    may be a tensor or a tuple of tensors (one table each)."""
 
-    def __init__(self, table: torch.Tensor) -> None:
+    def __init__(self, table: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
         self.table = table
 
     @staticmethod
@@ -123,12 +146,19 @@ class TargetCache:
             idx = torch.arange(start, min(start + per, len(views)))
             x = views.render(idx.repeat_interleave(views.num_views), all_views.repeat(len(idx)))
             out = target(x)
-            parts.append(out.reshape(len(idx), views.num_views, *out.shape[1:]))
-        return cls(torch.cat(parts))
+            outs = out if isinstance(out, tuple) else (out,)
+            parts.append([o.reshape(len(idx), views.num_views, *o.shape[1:]) for o in outs])
+        tables = tuple(torch.cat(column) for column in zip(*parts))
+        return cls(tables if isinstance(out, tuple) else tables[0])
 
-    def lookup(self, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-        device = self.table.device
-        return self.table[idx.to(device), views.to(device)]
+    def lookup(self, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if isinstance(self.table, tuple):
+            return tuple(self._lookup(t, idx, views) for t in self.table)
+        return self._lookup(self.table, idx, views)
+
+    @staticmethod
+    def _lookup(table: torch.Tensor, idx: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        return table[idx.to(table.device), views.to(table.device)]
 
 
 class LargeViewStream(IterableDataset):
@@ -138,10 +168,10 @@ class LargeViewStream(IterableDataset):
     number of workers or on where a run was resumed."""
 
     def __init__(self, images: torch.Tensor, config: DataConfig, schedule: BatchSchedule, seed: int,
-                 start: int, stop: int) -> None:
+                 start: int, stop: int, policy: str = "none") -> None:
         self.images, self.config, self.schedule, self.seed = images, config, schedule, seed
         self.start, self.stop = start, stop
-        self.augment = Augment(config.input_size)
+        self.augment = Augment(config.input_size, policy)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()

@@ -42,13 +42,15 @@ class Method:
     """Base class: subclasses set ``name`` and implement :meth:`run` (returning the student).
 
     ``options`` declares every setting the method reads from ``TrainConfig.extra`` (``--option
-    KEY=VALUE``) with its default; anything else is refused by :func:`check_options`."""
+    KEY=VALUE``) with its default; anything else is refused by :func:`check_options`. A setting
+    whose default is text takes one of the words ``choices`` lists for it."""
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
     iterative: ClassVar[bool] = True
     selects_blocks: ClassVar[bool] = False  # chooses the blocks to drop itself (--prune blocks:auto:K)
-    options: ClassVar[dict[str, float | int]] = {}
+    options: ClassVar[dict[str, float | int | str]] = {}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -58,7 +60,7 @@ class Method:
         """Hook for methods that pick the blocks to drop (``selects_blocks``): the names and a ranking."""
         raise NotImplementedError(f"method '{self.name}' does not choose blocks")
 
-    def option(self, inp: MethodInput, key: str) -> float | int:
+    def option(self, inp: MethodInput, key: str) -> float | int | str:
         default = self.options[key]
         return type(default)(inp.train.extra.get(key, default))
 
@@ -89,13 +91,20 @@ def get_method(name: str) -> Method:
 def check_options(method: str, options: dict) -> dict:
     """``options`` with each value converted to the type of the method's default; an unknown key
     is an error naming the known ones (a typo must not be silently ignored)."""
-    known = get_method(method).options
+    spec = get_method(method)
+    known = spec.options
     checked = {}
     for key, value in options.items():
         if key not in known:
             listing = f"known: {', '.join(sorted(known))}" if known else f"'{method}' takes no options"
             raise MimirError(f"unknown option '{key}' for method '{method}' ({listing})",
                              "fix the --option name, or see 'mimir methods'")
+        if isinstance(known[key], str):
+            if value not in spec.choices[key]:
+                raise MimirError(f"option {key}={value!r} for method '{method}' is not one of "
+                                 f"{', '.join(spec.choices[key])}", f"pass e.g. --option {key}={spec.choices[key][-1]}")
+            checked[key] = value
+            continue
         try:   # numbers arrive as text from --option and as numbers from YAML or Python
             checked[key] = type(known[key])(float(value))
         except (TypeError, ValueError):
@@ -122,12 +131,13 @@ def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def fit(inp: MethodInput, task: Task, desc: str, main: bool = True) -> TrainLog:
-    """Run ``task`` with the shared loop on the few samples and ``inp``'s settings. ``main``: this
-    is the method's main training run, the one that is checkpointed and resumed."""
+def fit(inp: MethodInput, task: Task, desc: str, main: bool = True, cfg: TrainConfig | None = None) -> TrainLog:
+    """Run ``task`` with the shared loop on the few samples and ``inp``'s settings (``cfg``: other
+    settings, for a method whose options change them). ``main``: this is the method's main
+    training run, the one that is checkpointed and resumed."""
     labels = inp.samples.labels if isinstance(inp.samples, LabeledImages) else None
     ckpt = replace(inp.checkpoint, tag=f"{inp.checkpoint.tag}:{desc}") if main and inp.checkpoint else None
-    log = train(task, inp.samples.images, labels, inp.data_config, inp.train, inp.seed, inp.runtime,
+    log = train(task, inp.samples.images, labels, inp.data_config, cfg or inp.train, inp.seed, inp.runtime,
                 inp.progress, desc, ckpt)
     inp.logs.append(log)
     return log

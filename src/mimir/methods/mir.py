@@ -1,4 +1,4 @@
-"""MiR - Mimicking then Replacing (Wang et al., CVPR 2022).
+"""MiR - Mimicking then Replacing (Wang et al., CVPR 2022), and ``mir-plus``.
 
 *Mimic*: train the student's body end to end so that its pre-pool feature map matches the
 teacher's, ``MSE(body_S(x), body_T(x))`` (mean reduction) on augmented few samples, no labels, the
@@ -6,16 +6,37 @@ teacher in eval mode, the student in train mode (BatchNorm statistics update). *
 result is the student body under an exact copy of the teacher's head (pool + classifier).
 
 ``mir-postpool`` is the paper's ablation: the same, but on globally pooled features.
+
+Options (``--option KEY=VALUE``; ``mir``'s defaults are the published method, unchanged):
+
+- ``mix``: ``mixup``, ``cutmix``, ``both`` or ``salient`` (CutMix at the teacher's salient regions)
+  between the few images, ``mix_alpha`` (Beta parameter), ``mix_prob`` (fraction of images mixed).
+  Teacher and student see the identical mixed view; the target is the teacher's answer to it.
+- ``augment``: ``randaugment`` or ``trivialaugment`` after the crop and flip.
+- ``schedule``: ``step`` (x0.1 at 40 % and 80 %) or ``cosine``.
+- ``kd``: weight of a logit-distillation term (T = ``temperature``) through the teacher's head.
+- ``stages``: weight of an MSE term on each earlier stage's output (shapes shared by both).
+
+``mir-plus`` is MiR with the options that measurably helped as its defaults (docs/BEYOND.md).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mimir.data.transforms import POLICIES
 from mimir.engine import Task
+from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
+from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
+from mimir.methods.kd import kd_loss
+
+SCHEDULES = ("step", "cosine")
 
 
 @register_method
@@ -24,6 +45,9 @@ class MiR(Method):
 
     name = "mir"
     post_pool = False
+    options = {"mix": "none", "mix_alpha": 1.0, "mix_prob": 1.0, "augment": "none", "schedule": "step",
+               "kd": 0.0, "temperature": 4.0, "stages": 0.0}
+    choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES}
 
     def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         f = model.forward_features(x)
@@ -31,11 +55,45 @@ class MiR(Method):
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student
-        task = Task(student, forward=self.features, loss=F.mse_loss,
-                    target=lambda x: self.features(teacher, x), trainable=body_parameters)
-        fit(inp, task, desc=self.name)
+        o = {key: self.option(inp, key) for key in self.options}
+        cfg = inp.train.with_(policy=o["augment"], schedule=o["schedule"])
+        mix = None
+        if o["mix"] != "none":
+            saliency = pre_pool_energy(teacher) if o["mix"] == "salient" else None
+            mix = Mixer(o["mix"], o["mix_alpha"], o["mix_prob"], inp.seed, saliency)
+        if o["kd"] == 0 and o["stages"] == 0:   # the published method: one MSE on one map
+            task = Task(student, forward=self.features, loss=F.mse_loss,
+                        target=lambda x: self.features(teacher, x), trainable=body_parameters, mix=mix)
+            fit(inp, task, desc=self.name, cfg=cfg)
+        else:
+            names = shared_stages(teacher, student, inp.data_config) if o["stages"] else []
+            with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps:
+                task = Task(student, forward=lambda m, x: self._outputs(m, x, o["kd"] > 0, s_taps),
+                            loss=lambda out, tgt: self._loss(out, tgt, o), trainable=body_parameters, mix=mix,
+                            target=lambda x: self._outputs(teacher, x, o["kd"] > 0, t_taps))
+                fit(inp, task, desc=self.name, cfg=cfg)
         copy_head(student, teacher)
         return student.eval()
+
+    def _outputs(self, model: nn.Module, x: torch.Tensor, logits: bool, taps: list) -> tuple[torch.Tensor, ...]:
+        """(mimicked features, [logits], earlier stage outputs...) of one forward pass."""
+        taps.clear()
+        f = model.forward_features(x)
+        out = [model.forward_head(f, pre_logits=True) if self.post_pool else f]
+        if logits:
+            out.append(model.forward_head(f))
+        return tuple(out + taps)
+
+    @staticmethod
+    def _loss(out: tuple[torch.Tensor, ...], target: tuple[torch.Tensor, ...], o: dict) -> torch.Tensor:
+        loss = F.mse_loss(out[0], target[0])
+        rest = 1
+        if o["kd"] > 0:
+            loss = loss + o["kd"] * kd_loss(out[1], target[1], o["temperature"])
+            rest = 2
+        for s, t in zip(out[rest:], target[rest:]):
+            loss = loss + o["stages"] * F.mse_loss(s, t)
+        return loss
 
 
 @register_method
@@ -44,3 +102,58 @@ class MiRPostPool(MiR):
 
     name = "mir-postpool"
     post_pool = True
+
+
+@register_method
+class MiRPlus(MiR):
+    """MiR with mixed views, a cosine schedule and the extras that measurably helped (no labels)."""
+
+    name = "mir-plus"
+    options = {**MiR.options, "mix": "both", "schedule": "cosine"}
+
+
+def shared_stages(teacher: nn.Module, student: nn.Module, config) -> list[str]:
+    """The modules whose outputs ``stages=`` matches: each stage (the parent of a run of residual
+    blocks) but the last, or each block but the last when all blocks form one stage (a ViT); only
+    those present in both models with outputs of the same shape."""
+    from mimir.prune.structure import residual_blocks
+
+    blocks = residual_blocks(teacher)
+    stages = list(dict.fromkeys(name.rpartition(".")[0] for name in blocks))
+    names = (stages if len(stages) > 1 else blocks)[:-1]
+    x = torch.zeros(1, config.in_chans, config.input_size, config.input_size,
+                    device=next(teacher.parameters()).device)
+    shapes = []
+    for model in (teacher, student):
+        present = [n for n in names if _has(model, n)]
+        with _taps(model, present) as taps, torch.no_grad():
+            was = model.training
+            model.eval()
+            model.forward_features(x)
+            model.train(was)
+        shapes.append(dict(zip(present, (t.shape for t in taps))))
+    shared = [n for n in names if n in shapes[0] and shapes[0][n] == shapes[1].get(n)]
+    if not shared:
+        raise MimirError("option stages: no earlier stage has the same output shape in teacher and student",
+                         "drop the stages option for this pruning scheme")
+    return shared
+
+
+def _has(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
+
+
+@contextmanager
+def _taps(model: nn.Module, names: list[str]) -> Iterator[list[torch.Tensor]]:
+    """A list that collects the outputs of the modules ``names`` (in call order) while it is open."""
+    outputs: list[torch.Tensor] = []
+    handles = [model.get_submodule(n).register_forward_hook(lambda m, i, o: outputs.append(o)) for n in names]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()

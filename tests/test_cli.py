@@ -103,6 +103,7 @@ BAD = {
     "synthetic too few": (lambda t: ["--data", "synthetic:4"], "more than the 4 images"),
     "synthetic with labels": (lambda t: ["--data", "synthetic:64", "--method", "bp"], "needs labels"),
     "extra data missing": (lambda t: ["--extra-data", str(t / "nope")], "does not exist"),
+    "extra synthetic count": (lambda t: ["--extra-data", "synthetic:0"], "--extra-data synthetic:0"),
     "extra data with labels": (lambda t: ["--extra-data", str(t), "--method", "bp"], "needs labels"),
     "bad mix": (lambda t: ["--option", "mix=cutout"], "not one of none, mixup"),
 }

@@ -51,3 +51,16 @@ def test_synthetic_data_reaches_the_method_unlabeled(tmp_path, monkeypatch, rece
     got = received["samples"]
     assert type(got) is UnlabeledImages and got.images.shape == (8, 1, 28, 28)
     assert result.summary["data"] == "synthetic:12" and result.summary["compressed"]["accuracy"] is not None
+
+
+def test_synthetic_extra_data_is_added_to_the_real_samples(tmp_path, monkeypatch, received):
+    import mimir.resolve as resolve
+    from mimir.data.synthetic import SynthesisConfig, synthetic_images
+
+    monkeypatch.setenv("MIMIR_CACHE", str(tmp_path))
+    monkeypatch.setattr(resolve, "synthetic_images", lambda *a, **k: synthetic_images(
+        *a, **{**k, "settings": SynthesisConfig(iterations=3, batch_size=8)}))
+    api.compress("resnet20", samples=10, seed=2, iterations=1, eval_data=None, progress=False,
+                 extra_data="synthetic:6")
+    got = received["samples"]
+    assert type(got) is UnlabeledImages and got.images.shape == (16, 1, 28, 28)

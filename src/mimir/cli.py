@@ -89,8 +89,8 @@ def _add_compress(sub) -> None:
     _add_input_settings(p)
     p.add_argument("--data", help="'fashion-mnist', a folder of images, or synthetic:N (N images synthesised from "
                                   "the teacher's BatchNorm statistics, for when there are none) (default: fashion-mnist)")
-    p.add_argument("--extra-data", help="a folder of unlabeled images (e.g. out-of-domain) added to the few samples; "
-                                        "their labels, if any, are never read")
+    p.add_argument("--extra-data", help="unlabeled images added to the few samples: a folder (e.g. out-of-domain "
+                                        "images; labels, if any, are never read) or synthetic:N")
     p.add_argument("--eval-data",
                    help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
                         "(default: the Fashion-MNIST test set when --data is fashion-mnist)")

@@ -107,12 +107,12 @@ def draw_samples(run: Run) -> None:
         what = "--extra-data adds" if r.extra_data is not None else f"--data {data} synthesises"
         raise MimirError(f"{what} unlabeled images, and method '{r.method}' needs labels",
                          "use a label-free method such as mir")
-    if parse_synthetic(data) is not None:
+    if parse_synthetic(data) is not None or parse_synthetic(r.extra_data) is not None:
         run.runtime.model(run.teacher)   # the images are optimised against the teacher, on the device
     run.few = load_samples(data, r.samples, r.seed, run.config, r.balanced, teacher=run.teacher,
                            progress=run.progress)
     if r.extra_data is not None:   # appended after the seeded draw: the few samples stay the same images
-        extra = load_extra_data(r.extra_data, run.config)
+        extra = load_extra_data(r.extra_data, run.config, run.teacher, r.seed, run.progress)
         if extra.images.shape[1:] != run.few.images.shape[1:]:
             raise MimirError(f"--extra-data images are {tuple(extra.images.shape[1:])}, the samples "
                              f"{tuple(run.few.images.shape[1:])}", "give images the teacher's input settings accept")

@@ -31,7 +31,7 @@ class Recipe:
     weights: str | None = None          # plain state dict for a registry teacher
     feature_layer: str | None = None    # a user's model: the module whose output is the pre-pool map
     data: str = "fashion-mnist"         # 'fashion-mnist', a folder of images, or 'synthetic:N'
-    extra_data: str | None = None       # a folder of unlabeled (e.g. out-of-domain) images added to the samples
+    extra_data: str | None = None       # unlabeled images added to the samples: a folder, or 'synthetic:N'
     eval_data: str | None = "auto"      # 'fashion-mnist', an ImageNet-style folder, None; auto: see compress()
     samples: int = 500
     seed: int = 0
@@ -80,6 +80,7 @@ class Recipe:
         from mimir.data.synthetic import parse_synthetic
 
         parse_synthetic(self.data)   # a malformed synthetic:N is an error now, not after loading the teacher
+        parse_synthetic(self.extra_data, "--extra-data")
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or
                                                (self.device.startswith("cuda:") and self.device[5:].isdigit())),
              "device", "must be auto, cpu, cuda or cuda:N")

@@ -219,10 +219,14 @@ def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: in
     return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
 
 
-def load_extra_data(folder: str | Path, config: DataConfig) -> UnlabeledImages:
-    """Every readable image under ``folder`` at the teacher's input settings, never with labels
-    (``--extra-data``: e.g. out-of-domain images added to the few samples)."""
-    return load_image_folder(folder, config.in_chans, config.input_size, config.interpolation, config.crop_pct,
+def load_extra_data(extra: str | Path, config: DataConfig, teacher: nn.Module | None = None, seed: int = 0,
+                    progress: bool = True) -> UnlabeledImages:
+    """``--extra-data``, never with labels: every readable image under a folder (e.g. out-of-domain
+    images) at the teacher's input settings, or ``synthetic:N`` images synthesised from ``teacher``."""
+    count = parse_synthetic(extra)
+    if count is not None:
+        return synthetic_images(teacher, config, count, seed, progress=progress)
+    return load_image_folder(extra, config.in_chans, config.input_size, config.interpolation, config.crop_pct,
                              flag="--extra-data")
 
 

@@ -46,12 +46,34 @@ def test_round_to_row_goes_into_every_cell_and_its_key():
     (lambda r: r["grid"][0].update(sample=[5]), "grid[0].sample: unknown key"),
     (lambda r: r["grid"][0].update(round_to=0), "grid[0].round_to: must be"),
     (lambda r: r["grid"][0].update(prune=["blocks:layer1.1"], round_to=8), "grid[0]: --round-to applies to channel"),
+    (lambda r: r["grid"][0].update(options=[{"mix": "cutmix"}, 3]), "grid[0].options: must be a mapping"),
+    (lambda r: r["grid"][0].update(options=[{"mix": "cutout"}]), "grid[0]: option mix='cutout'"),
+    (lambda r: r["grid"][0].update(data="synthetic:x"), "grid[0]: --data synthetic:x"),
+    (lambda r: r["grid"][0].update(extra_data=7), "grid[0].extra_data: must be"),
 ])
 def test_errors_are_one_line_and_name_the_key(change, key):
     with pytest.raises(MimirError) as err:
         parse_config(_with(change))
     message = str(err.value)
     assert message.startswith(key) and "\n" not in message
+
+
+def test_rows_set_their_own_data_and_option_variants():
+    raw = _with(lambda r: r["grid"][0].update(data="synthetic:64", extra_data="imgs",
+                                              options=[{}, {"mix": "cutmix"}, {"kd": 1.0}]))
+    cells = parse_config(raw).cells
+    mir = [c for c in cells if c.method == "mir"]
+    assert len(mir) == 2 * 2 * 3 and len(cells) == len(mir) + 2 * 2   # kd ignores mir's options: one kd cell each
+    assert len({c.key for c in cells}) == len(cells)
+    assert {c.data for c in cells} == {"synthetic:64"} and {c.extra_data for c in cells} == {"imgs"}
+    assert [dict(c.options) for c in mir[:3]] == [{}, {"mix": "cutmix"}, {"kd": 1.0}]
+    assert "mix=cutmix" in mir[1].describe() and "data=synthetic:64" in mir[1].describe()
+
+
+def test_shipped_beyond_mir_grid():
+    config = load_config(ROOT / "benchmarks" / "beyond-mir.yaml")
+    assert {c.teacher for c in config.cells} >= {"resnet20"}
+    assert any(c.options.get("mix") == "salient" for c in config.cells)
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):

@@ -169,7 +169,8 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
             if not any(key in get_method(m).options for m in methods):
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
                                                    f"({', '.join(methods)}; see 'mimir methods')")
-    return BenchConfig(name, cells, source)
+    unique = list({c.key: c for c in reversed(cells)}.values())[::-1]   # first of identical cells (variants a
+    return BenchConfig(name, unique, source)                            # method ignores make duplicates)
 
 
 def method_options(method: str, options: dict) -> dict:

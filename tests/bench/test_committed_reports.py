@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORTS = {  # results name -> (report folder, the grid command the report quotes)
     "fashion-mnist": ("docs", "mimir bench benchmarks/fashion-mnist.yaml --workers 2"),
     "mir-pooling": ("docs/mir-pooling", "mimir bench benchmarks/mir-pooling.yaml"),
+    "beyond-mir": ("docs/beyond-mir", "mimir bench benchmarks/beyond-mir.yaml --workers 2"),
 }
 
 

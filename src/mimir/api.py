@@ -75,7 +75,7 @@ def compress(
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
 
     ``data`` may also be ``"synthetic:N"``: N images synthesised from the teacher alone.
-    ``extra_data`` is a folder of unlabeled images (e.g. out of domain) added to the samples.
+    ``extra_data`` adds unlabeled images to the samples: a folder (e.g. out of domain) or ``"synthetic:N"``.
     ``prune`` is a scheme (see :mod:`mimir.prune.schemes`); channel schemes also take ``round_to``,
     ``importance`` (l1, l2, fpgm, lamp, taylor) and ``global_pruning``. ``input_size``, ``mean``,
     ``std`` and ``interpolation`` override the teacher's own input settings (a model nothing

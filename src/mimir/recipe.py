@@ -76,7 +76,7 @@ class Recipe:
         need(self.input_size is None or (isinstance(self.input_size, int) and self.input_size > 0), "input_size",
              "must be a positive integer")
         need(self.extra_data is None or (isinstance(self.extra_data, str) and bool(self.extra_data)), "extra_data",
-             "must be a folder of images")
+             "must be a folder of images or synthetic:N")
         from mimir.data.synthetic import parse_synthetic
 
         parse_synthetic(self.data)   # a malformed synthetic:N is an error now, not after loading the teacher

@@ -108,3 +108,75 @@ def test_new_lines_carry_the_whole_recipe():
                                                "samples": 50, "seed": 1, "iterations": 400, "precision": "bf16"}}
     del line["config"]
     assert recipe_of(line)["precision"] == "bf16" and recipe_of(line)["device"] == "auto"
+
+
+def _variant(method, seed, acc, options=None, iterations=400, data="fashion-mnist", train_seconds=8.0):
+    line = _line(method, seed, acc)
+    line["key"] = f"{method}-{json.dumps(options)}-{iterations}-{data}-{seed}"
+    line["config"].update(options=options or {}, iterations=iterations, data=data)
+    line["summary"]["train_seconds"] = train_seconds
+    return line
+
+
+def test_ablation_sets_each_ingredient_against_plain_mir_with_the_same_recipe():
+    from mimir.bench.report import ablation
+
+    lines = [_variant("mir", s, 90.0 + s * 0.1) for s in (1, 2)]
+    lines += [_variant("mir", s, 91.0 + s * 0.1, {"mix": "mixup"}) for s in (1, 2)]
+    lines += [_variant("mir-plus", s, 92.0) for s in (1, 2)]
+    lines += [_variant("mir", 1, 50.0, {"mix": "cutmix"}, iterations=800)]   # no plain mir at 800: no pair
+    lines += [_variant("kd", 1, 80.0)]
+    table = ablation(aggregate(lines))
+    assert len(table) == 2 + 2
+    plus, mixup = table[2], table[3]
+    assert "| mir-plus (augment=randaugment, mix=mixup, schedule=cosine, stages=1.0) | 92.00 +- 0.00 |" in plus
+    assert "| 90.15 +- 0.07 | +1.85 |" in plus
+    assert "| mix=mixup | 91.15 +- 0.07 | 90.15 +- 0.07 | +1.00 |" in mixup
+    assert ablation(aggregate([_variant("kd", 1, 80.0)])) == []
+
+
+def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
+    from mimir.bench.report import plot_names
+
+    lines = [_variant("mir", 1, 91.0, iterations=400, train_seconds=60),
+             _variant("mir", 1, 92.0, iterations=2000, train_seconds=300),
+             _variant("mir-plus", 1, 92.3, iterations=2000, train_seconds=400)]
+    names = plot_names(aggregate(lines))
+    assert "acc_vs_time_resnet20_channels-0.5_50_fashion-mnist.png" in names
+    assert not any(n.startswith("acc_vs_time") for n in plot_names(aggregate(LINES)))
+    results = tmp_path / "r.jsonl"
+    results.write_text("\n".join(json.dumps(l) for l in lines))
+    write_report(results, tmp_path / "docs")
+    assert (tmp_path / "docs" / "plots" / "acc_vs_time_resnet20_channels-0.5_50_fashion-mnist.png").is_file()
+
+
+def test_synthetic_sets_are_shown_once_per_teacher_and_count():
+    from mimir.bench.report import render_markdown, synthetic_sets
+
+    lines = [_variant("mir", s, 90.0, data="synthetic:256") for s in (2, 1)] + [_variant("kd", 1, 80.0,
+                                                                                        data="synthetic:256")]
+    assert list(synthetic_sets(lines).values()) == ["synthetic_resnet20_256_seed1.png"]
+    assert "![synthetic_resnet20_256_seed1](plots/synthetic_resnet20_256_seed1.png)" in render_markdown(lines, "r")
+    assert synthetic_sets(LINES) == {}
+
+
+def test_synthetic_grid_is_drawn_from_the_seeded_set(tmp_path, monkeypatch):
+    import torch
+
+    import mimir.data.synthetic as synthetic
+    from mimir.bench.report import plot_synthetic
+    from mimir.data import UnlabeledImages
+
+    asked = []
+
+    def fake(teacher, config, n, seed, **kwargs):
+        asked.append((n, seed, config.input_size))
+        return UnlabeledImages(torch.full((n, 1, 28, 28), 200, dtype=torch.uint8))
+
+    monkeypatch.setattr(synthetic, "synthetic_images", fake)
+    paths = plot_synthetic([_variant("mir", 3, 90.0, data="synthetic:16")], tmp_path)
+    assert asked == [(16, 3, 28)] and [p.name for p in paths] == ["synthetic_resnet20_16_seed3.png"]
+    from PIL import Image
+
+    with Image.open(paths[0]) as img:
+        assert img.size == (4 * 30 * 3, 4 * 30 * 3)

@@ -11,6 +11,7 @@ from mimir.engine import Checkpointing, Task, TrainConfig, lr_factor, train
 from mimir.errors import MimirError
 from mimir.methods._base import body_parameters
 from mimir.prune import prune
+from tests.engine._crash import crash_after_first_checkpoint
 
 
 def _images(n=16):
@@ -104,23 +105,8 @@ def test_same_seed_same_weights_and_resume_is_exact(teacher20, tmp_path):
     with pytest.raises(MimirError):   # a resume without a checkpoint is refused
         _run(teacher, Checkpointing(tmp_path / "none.ckpt", resume=True, tag="x"))
 
-    class Stop(Exception):
-        pass
-
-    import mimir.engine.loop as loop
-
-    saved = loop.save_training_state
-
-    def save_then_die(*args, **kwargs):
-        saved(*args, **kwargs)
-        raise Stop
-
-    loop.save_training_state = save_then_die
-    try:
-        with pytest.raises(Stop):
-            _run(teacher, ckpt)
-    finally:
-        loop.save_training_state = saved
+    with crash_after_first_checkpoint():
+        _run(teacher, ckpt)
     assert torch.load(ckpt.path, weights_only=True)["step"] == 7
     _assert_identical(full, _run(teacher, Checkpointing(ckpt.path, resume=True, tag="x")))
     with pytest.raises(MimirError, match="belongs to another run"):

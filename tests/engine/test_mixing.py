@@ -11,6 +11,7 @@ from mimir.engine.views import PolicyViews
 from mimir.errors import MimirError
 from mimir.methods._base import body_parameters
 from mimir.prune import prune
+from tests.engine._crash import crash_after_first_checkpoint
 
 
 def _batch(n=16, seed=0):
@@ -133,11 +134,11 @@ def test_teacher_and_student_see_the_identical_view(teacher20, settings):
     assert len(seen["student"]) == len(seen["teacher"]) == 4
     for s, t in zip(seen["student"], seen["teacher"]):
         assert torch.equal(s, t)
-    plain = CropFlipRender(images)
+    plain = _first_plain_batch(images)
     assert not any(torch.equal(s, plain) for s in seen["student"])
 
 
-def CropFlipRender(images):   # the unmixed first batch, to show the views really changed
+def _first_plain_batch(images):   # the unmixed first batch, to show the views really changed
     from mimir.engine.views import BatchSchedule, CropFlipViews
 
     views = CropFlipViews(images, FASHION_MNIST, torch.device("cpu"))
@@ -159,23 +160,8 @@ def test_mixed_run_resumes_exactly(teacher20, tmp_path):
         return student
 
     full = run()
-    import mimir.engine.loop as loop
-
-    saved = loop.save_training_state
-
-    class Stop(Exception):
-        pass
-
-    def save_then_die(*args, **kwargs):
-        saved(*args, **kwargs)
-        raise Stop
-
-    loop.save_training_state = save_then_die
-    try:
-        with pytest.raises(Stop):
-            run(Checkpointing(tmp_path / "c.ckpt", every=3, tag="x"))
-    finally:
-        loop.save_training_state = saved
+    with crash_after_first_checkpoint():
+        run(Checkpointing(tmp_path / "c.ckpt", every=3, tag="x"))
     resumed = run(Checkpointing(tmp_path / "c.ckpt", resume=True, tag="x"))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimir.data.transforms import POLICIES
+from mimir.data.transforms import POLICIES, DataConfig
 from mimir.engine import Task
 from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
@@ -115,7 +115,7 @@ class MiRPlus(MiR):
     options = {**MiR.options, "mix": "mixup", "augment": "randaugment", "stages": 1.0, "schedule": "cosine"}
 
 
-def shared_stages(teacher: nn.Module, student: nn.Module, config) -> list[str]:
+def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig) -> list[str]:
     """The modules whose outputs ``stages=`` matches: each stage (the parent of a run of residual
     blocks) but the last, or each block but the last when all blocks form one stage (a ViT); only
     those present in both models with outputs of the same shape."""

@@ -10,7 +10,6 @@ runs the stages up to training; only rank 0 measures and saves.
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from mimir.errors import MimirError
 from mimir.evaluate import accuracy, compare_latency, count_macs_params, feature_mse
 from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
+from mimir.models._base import fingerprint
 from mimir.prune import parse_scheme, prune
 from mimir.recipe import Recipe
 from mimir.resolve import FASHION, load_eval_data, load_extra_data, load_samples, load_teacher
@@ -193,16 +193,6 @@ STAGES = (resolve_teacher, draw_samples, prune_student, train_student, measure, 
 _ACCURACY_MEMO: dict[tuple, float] = {}
 
 
-def _fingerprint(model: nn.Module) -> str:
-    """A hash of everything that decides a model's eval-mode outputs: its module tree and every
-    parameter and buffer (names, shapes, dtypes, values)."""
-    digest = hashlib.sha1(repr(model).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _accuracy(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles, config: DataConfig, runtime: Runtime,
               progress: bool, desc: str, eval_key: str | None) -> float:
     """Top-1 accuracy; with ``eval_key`` (a named evaluation set) computed once per process for
@@ -210,7 +200,7 @@ def _accuracy(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles, con
     compute = lambda: accuracy(model, eval_set, config, progress=progress, desc=desc, runtime=runtime)  # noqa: E731
     if eval_key is None:
         return compute()
-    key = (_fingerprint(model), eval_key, len(eval_set), config.input_size, config.mean, config.std,
+    key = (fingerprint(model), eval_key, len(eval_set), config.input_size, config.mean, config.std,
            str(runtime.device), runtime.precision)
     if key not in _ACCURACY_MEMO:
         _ACCURACY_MEMO[key] = compute()

@@ -169,8 +169,9 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
             if not any(key in get_method(m).options for m in methods):
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
                                                    f"({', '.join(methods)}; see 'mimir methods')")
-    unique = list({c.key: c for c in reversed(cells)}.values())[::-1]   # first of identical cells (variants a
-    return BenchConfig(name, unique, source)                            # method ignores make duplicates)
+    # option variants a method does not read give identical cells: keep the first of each
+    unique = list({c.key: c for c in reversed(cells)}.values())[::-1]
+    return BenchConfig(name, unique, source)
 
 
 def method_options(method: str, options: dict) -> dict:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from mimir.data.datasets import UnlabeledImages
 from mimir.data.transforms import DataConfig
 from mimir.errors import MimirError
+from mimir.models._base import eval_mode, fingerprint, frozen_except
 
 PREFIX = "synthetic:"
 _VERSION = 1   # bump when the synthesis changes: cached images of older versions are not reused
@@ -98,14 +99,9 @@ class _BatchNormStatistics:
 def batchnorm_statistics_loss(teacher: nn.Module, x: torch.Tensor) -> float:
     """How far the BatchNorm statistics of the normalised batch ``x`` are from the teacher's
     running statistics (summed over layers; lower = closer to the teacher's training data)."""
-    was = teacher.training
-    teacher.eval()
-    try:
-        with _BatchNormStatistics(teacher) as stats, torch.no_grad():
-            teacher(x)
-            return float(stats.take())
-    finally:
-        teacher.train(was)
+    with eval_mode(teacher), _BatchNormStatistics(teacher) as stats, torch.no_grad():
+        teacher(x)
+        return float(stats.take())
 
 
 def _total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -124,13 +120,8 @@ def synthesize(teacher: nn.Module, config: DataConfig, n: int, seed: int,
     std = torch.tensor(config.std, device=device).view(1, -1, 1, 1)
     low, high = (0 - mean) / std, (1 - mean) / std            # the valid pixel range, normalised
     gen = torch.Generator().manual_seed(seed)
-    was = teacher.training
-    teacher.eval()
-    frozen = [p for p in teacher.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
     out = []
-    try:
+    with eval_mode(teacher), frozen_except(teacher, []):   # the images are optimised, never the teacher
         bar = tqdm(total=n * settings.iterations, desc="synthesise", leave=False, disable=not progress)
         for start in range(0, n, settings.batch_size):
             count = min(settings.batch_size, n - start)
@@ -158,23 +149,11 @@ def synthesize(teacher: nn.Module, config: DataConfig, n: int, seed: int,
             pixels = (x.detach() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
             out.append(pixels.cpu())
         bar.close()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        teacher.train(was)
     return UnlabeledImages(torch.cat(out), source=f"{PREFIX}{n}")
 
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("MIMIR_CACHE", Path.home() / ".cache" / "mimir")) / "synthetic"
-
-
-def _teacher_digest(teacher: nn.Module) -> str:
-    digest = hashlib.sha1(repr(teacher).encode())
-    for name, tensor in teacher.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,
@@ -183,7 +162,7 @@ def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,
     """:func:`synthesize`, kept in ``$MIMIR_CACHE/synthetic`` (default ``~/.cache/mimir``) under a
     key of the teacher's weights, ``config``, ``n``, ``seed``, the settings and the device type."""
     device = next(teacher.parameters()).device.type
-    key = hashlib.sha1(repr((_VERSION, _teacher_digest(teacher), config.to_dict(), n, seed, asdict(settings),
+    key = hashlib.sha1(repr((_VERSION, fingerprint(teacher), config.to_dict(), n, seed, asdict(settings),
                              device, str(torch.__version__))).encode()).hexdigest()[:20]
     path = _cache_dir() / f"{key}.pt"
     if not cache:

@@ -33,6 +33,7 @@ from mimir.engine.runtime import Runtime
 from mimir.engine.views import (BatchSchedule, CropFlipViews, LargeViewStream, PolicyViews, TargetCache,
                                 is_small, large_view_loader)
 from mimir.errors import MimirError
+from mimir.models._base import frozen_except
 
 
 @dataclass(frozen=True)
@@ -143,19 +144,6 @@ def lr_factor(cfg: TrainConfig, it: int) -> float:
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
     return cfg.gamma ** sum(it >= round(m * cfg.iterations) for m in cfg.milestones)
-
-
-@contextmanager
-def _frozen_except(module: nn.Module, params: list[nn.Parameter]):
-    keep = {id(p) for p in params}
-    frozen = [p for p in module.parameters() if p.requires_grad and id(p) not in keep]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
 
 
 @contextmanager
@@ -279,7 +267,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
     local = dist.shard(schedule.size)
     loss_scale = (local.stop - local.start) * world / schedule.size   # 1 unless shards are uneven
 
-    with _frozen_except(module, params), _catch_interrupt(checkpoint is not None) as interrupted:
+    with frozen_except(module, params), _catch_interrupt(checkpoint is not None) as interrupted:
         objective: nn.Module = _Objective(module, task.forward)
         if dist.is_distributed():
             objective = nn.parallel.DistributedDataParallel(

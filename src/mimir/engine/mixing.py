@@ -53,8 +53,11 @@ class Mixer:
         use_box = np.full(b, self.kind in ("cutmix", "salient"))
         if self.kind == "both":
             use_box = rng.random(b) < 0.5
-        keep = torch.from_numpy(np.where(mixed, lam, 1.0)).to(x.device, x.dtype)   # weight of the image itself
-        out = keep.view(-1, 1, 1, 1) * x + (1 - keep.view(-1, 1, 1, 1)) * x[partner]
+        if use_box.all():   # CutMix only: no image is blended
+            out = x
+        else:
+            keep = torch.from_numpy(np.where(mixed, lam, 1.0)).to(x.device, x.dtype).view(-1, 1, 1, 1)
+            out = keep * x + (1 - keep) * x[partner]   # MixUp: ``keep`` is the weight of the image itself
         if use_box.any():
             centre = self._centres(x, partner, rng, h, w)
             box = _box_masks(centre, np.where(mixed, lam, 1.0), h, w, x.device)

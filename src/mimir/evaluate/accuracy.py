@@ -10,6 +10,7 @@ from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.folder import LabeledImageFiles, iter_labeled_files
 from mimir.data.transforms import DataConfig, center_crop, normalize
 from mimir.engine.runtime import Runtime, model_device
+from mimir.models._base import eval_mode
 
 
 def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
@@ -39,20 +40,16 @@ def accuracy(model: nn.Module, data: LabeledImages | LabeledImageFiles, config: 
     ``data`` is either in memory or a folder read batch by batch (unreadable files are left out
     of the count, with a warning)."""
     runtime = _runtime_for(model, runtime)
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=runtime.device)
     seen = 0
     total = -(-len(data) // batch_size)
-    try:
+    with eval_mode(model):
         for images, labels in tqdm(_batches(data, batch_size), total=total, desc=desc, disable=not progress,
                                    leave=False):
             with runtime.autocast():
                 logits = model(_eval_view(images, config, runtime))
             correct += (logits.argmax(1) == labels.to(runtime.device)).sum()
             seen += len(labels)
-    finally:
-        model.train(was_training)
     return 100.0 * int(correct) / seen
 
 

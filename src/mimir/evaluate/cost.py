@@ -11,16 +11,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from mimir.models._base import trace_target
+from mimir.models._base import eval_mode, trace_target
 
 
 @torch.no_grad()
 def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
     """(MACs for one image, number of parameters)."""
-    was_training = model.training
-    model.eval()
-    macs, params = tp.utils.count_ops_and_params(trace_target(model), example_input[:1])
-    model.train(was_training)
+    with eval_mode(model):
+        macs, params = tp.utils.count_ops_and_params(trace_target(model), example_input[:1])
     return int(macs), int(params)
 
 
@@ -29,10 +27,5 @@ def latency_ms(model: nn.Module, example_input: torch.Tensor, seconds: float = 1
     ``threads`` threads), in milliseconds."""
     from mimir.evaluate.latency import _torch_call, time_interleaved, torch_threads
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch_threads(threads):
-            return time_interleaved({"model": _torch_call(model, example_input)}, seconds=seconds)["model"].median_ms
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch_threads(threads):
+        return time_interleaved({"model": _torch_call(model, example_input)}, seconds=seconds)["model"].median_ms

@@ -11,6 +11,7 @@ from torch import nn
 from mimir.data.transforms import DataConfig, center_crop, normalize
 from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
+from mimir.models._base import eval_mode
 from mimir.prune.structure import dependency_graph
 
 
@@ -30,18 +31,17 @@ def pruned_convs(teacher: nn.Module, student: nn.Module, arch: dict, example: to
     order: list[str] = []
     handles = [m.register_forward_hook(lambda mod, a, o: order.append(names[mod]))
                for m in student.modules() if isinstance(m, nn.Conv2d)]
-    was_training = student.training
     example = example.to(model_device(student))
     try:
-        with torch.no_grad():
-            student.eval()(example)
-        for h in handles:
-            h.remove()
-        graph = dependency_graph(student, example)
+        with eval_mode(student):
+            with torch.no_grad():
+                student(example)
+            for h in handles:
+                h.remove()
+            graph = dependency_graph(student, example)
     finally:
         for h in handles:
             h.remove()
-        student.train(was_training)
     follows: dict[str, str] = {}
     for module, node in graph.module2node.items():
         if isinstance(module, nn.Conv2d) and module in names and len(node.outputs) == 1 \
@@ -73,15 +73,12 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor, config: DataConf
         parts.append((args[0] if want == "input" else output).detach())
 
     handle = module.register_forward_hook(hook)
-    was_training = model.training
-    model.eval()
     device = model_device(model)
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for start in range(0, len(images), batch_size):
                 batch = center_crop(images[start:start + batch_size], config.input_size).to(device)
                 model(normalize(batch, config))
     finally:
         handle.remove()
-        model.train(was_training)
     return torch.cat(parts)

@@ -36,6 +36,7 @@ from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
+from mimir.models._base import eval_mode
 
 SCHEDULES = ("step", "cosine")
 
@@ -129,11 +130,8 @@ def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig) ->
     shapes = []
     for model in (teacher, student):
         present = [n for n in names if _has(model, n)]
-        with _taps(model, present) as taps, torch.no_grad():
-            was = model.training
-            model.eval()
+        with _taps(model, present) as taps, eval_mode(model), torch.no_grad():
             model.forward_features(x)
-            model.train(was)
         shapes.append(dict(zip(present, (t.shape for t in taps))))
     shared = [n for n in names if n in shapes[0] and shapes[0][n] == shapes[1].get(n)]
     if not shared:

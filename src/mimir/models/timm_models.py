@@ -14,7 +14,7 @@ from torch import nn
 
 from mimir.data.transforms import INTERPOLATIONS, DataConfig
 from mimir.errors import MimirError
-from mimir.models._base import SplitModel
+from mimir.models._base import SplitModel, eval_mode
 from mimir.models._registry import register_model
 
 PREFIX = "timm:"
@@ -107,15 +107,12 @@ class TimmModel(SplitModel):
             config = self.default_data_config()
             size = (config.in_chans, config.input_size, config.input_size)
             param = next(self.parameters())
-            was_training = self.training
             try:
-                self.eval()
-                with torch.no_grad():
+                with eval_mode(self), torch.no_grad():
                     features = self.forward_features(torch.zeros(1, *size, dtype=param.dtype, device=param.device))
                     used.clear()
                     self.forward_head(features)
             finally:
-                self.train(was_training)
                 for h in hooks:
                     h.remove()
             outer = [n for n in dict.fromkeys(used) if not any(n.startswith(o + ".") for o in used)]

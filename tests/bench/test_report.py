@@ -98,7 +98,12 @@ def test_cells_that_differ_beyond_the_seed_are_never_averaged():
     assert sorted((r.setting, r.mean, r.seeds) for r in rows) == [("iterations=2000", 95.0, 2),
                                                                   ("iterations=400", 91.5, 3)]
     assert "| mir | iterations=2000 | 95.00 +- 0.00 | 2 |" in markdown_table(rows)
-    assert any("(iterations=2000): **mir** 95.00 %" in w for w in winners(aggregate(LINES + longer)))
+    assert not any("iterations=2000" in w for w in winners(aggregate(LINES + longer))), "a lone method won nothing"
+    rival = [{**_line("kd", s, 94.0), "key": f"kd-long-{s}"} for s in (1, 2)]
+    for line in rival:
+        line["config"] = {**line["config"], "iterations": 2000}
+    assert any("(iterations=2000): **mir** 95.00 %, 1.00 points ahead of kd" in w
+               for w in winners(aggregate(LINES + longer + rival)))
 
 
 def test_new_lines_carry_the_whole_recipe():

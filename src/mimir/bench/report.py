@@ -119,23 +119,22 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def winners(rows: list[Row]) -> list[str]:
-    """One sentence per (teacher, prune, samples): the best method and its margin over the runner-up."""
+    """One sentence per (teacher, prune, samples, setting) where at least two methods ran: the best
+    method and its margin over the runner-up (a lone method, e.g. one ablation variant, won nothing)."""
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:
         if r.mean is not None and r.method != "none":
             groups[(r.teacher, r.prune, r.samples, r.setting)].append(r)
     out = []
     for (teacher, prune, samples, setting), group in sorted(groups.items()):
-        group.sort(key=lambda r: -r.mean)
-        best = group[0]
+        if len(group) < 2:
+            continue
+        best, second = sorted(group, key=lambda r: -r.mean)[:2]
         where = f" ({setting})" if setting else ""
-        text = f"{teacher}, {prune}, {samples} samples{where}: **{best.method}** {best.mean:.2f} %"
-        if len(group) > 1:
-            second = group[1]
-            margin = best.mean - second.mean
-            within = " (within one std: not a clear win)" if margin <= max(best.std, second.std) else ""
-            text += f", {margin:.2f} points ahead of {second.method}{within}"
-        out.append(text)
+        margin = best.mean - second.mean
+        within = " (within one std: not a clear win)" if margin <= max(best.std, second.std) else ""
+        out.append(f"{teacher}, {prune}, {samples} samples{where}: **{best.method}** {best.mean:.2f} %, "
+                   f"{margin:.2f} points ahead of {second.method}{within}")
     return out
 
 

@@ -82,13 +82,16 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, h
     assert not (tmp_path / "s.pt.ckpt").exists()   # finished: nothing left to resume
 
 
-def test_torchrun_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("option", [[], ["--option", "augment=randaugment"]], ids=["mir", "randaugment"])
+def test_torchrun_two_processes_equal_one(tmp_path, option):
     """3 steps: far enough for a wrong gradient average or unsynchronised BatchNorm to show (they
-    move weights by ~1e-3), short enough that float noise (~1e-6 per step, growing) stays below 2e-4."""
-    args = RUN + ["--iterations", "3"]
+    move weights by ~1e-3), short enough that float noise (~1e-6 per step, growing) stays below 2e-4.
+    With an augmentation policy too: each image's view is drawn from its place in the global batch,
+    so two shards see the views one process sees."""
+    args = RUN + ["--iterations", "3"] + option
     code, _, err = _finish(_mimir(args + ["--out", "one.pt"], tmp_path))
     assert code == 0, err
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29533",
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(29533 + len(option)),
                 "-m", "mimir"]
     proc = subprocess.run(torchrun + args + ["--out", "two.pt"], cwd=tmp_path, env=_env(),
                           capture_output=True, text=True, timeout=600)

@@ -106,6 +106,9 @@ BAD = {
     "extra synthetic count": (lambda t: ["--extra-data", "synthetic:0"], "--extra-data synthetic:0"),
     "extra data with labels": (lambda t: ["--extra-data", str(t), "--method", "bp"], "needs labels"),
     "bad mix": (lambda t: ["--option", "mix=cutout"], "not one of none, mixup"),
+    "synthetic twice": (lambda t: ["--data", "synthetic:64", "--extra-data", "synthetic:32"],
+                        "use --data synthetic:96 without --extra-data"),
+    "bad temperature": (lambda t: ["--option", "temperature=0"], "outside (0, inf)"),
 }
 
 

@@ -79,8 +79,9 @@ class Recipe:
              "must be a folder of images or synthetic:N")
         from mimir.data.synthetic import parse_synthetic
 
-        parse_synthetic(self.data)   # a malformed synthetic:N is an error now, not after loading the teacher
-        parse_synthetic(self.extra_data, "--extra-data")
+        both = parse_synthetic(self.data), parse_synthetic(self.extra_data, "--extra-data")   # errors now, not later
+        need(None in both, "extra_data", f"adds the same synthesised images to --data {self.data}: use "
+             f"--data synthetic:{sum(both) if None not in both else ''} without --extra-data")
         need(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or
                                                (self.device.startswith("cuda:") and self.device[5:].isdigit())),
              "device", "must be auto, cpu, cuda or cuda:N")

@@ -70,6 +70,12 @@ def test_rows_set_their_own_data_and_option_variants():
     assert "mix=cutmix" in mir[1].describe() and "data=synthetic:64" in mir[1].describe()
 
 
+def test_a_cell_two_rows_repeat_runs_once_in_its_first_place():
+    row = {"teacher": "resnet20", "prune": ["channels:0.5"], "samples": [5]}
+    raw = {**GOOD, "grid": [{**row, "methods": ["mir"]}, {**row, "methods": ["kd"]}, {**row, "methods": ["mir"]}]}
+    assert [(c.method, c.seed) for c in parse_config(raw).cells] == [("mir", 1), ("mir", 2), ("kd", 1), ("kd", 2)]
+
+
 def test_shipped_beyond_mir_grid():
     config = load_config(ROOT / "benchmarks" / "beyond-mir.yaml")
     assert {c.teacher for c in config.cells} >= {"resnet20"}

@@ -160,7 +160,7 @@ def test_synthetic_sets_are_shown_once_per_teacher_and_count():
 
     lines = [_variant("mir", s, 90.0, data="synthetic:256") for s in (2, 1)] + [_variant("kd", 1, 80.0,
                                                                                         data="synthetic:256")]
-    assert list(synthetic_sets(lines).values()) == ["synthetic_resnet20_256_seed1.png"]
+    assert list(synthetic_sets(lines)) == ["synthetic_resnet20_256_seed1.png"]
     assert "![synthetic_resnet20_256_seed1](plots/synthetic_resnet20_256_seed1.png)" in render_markdown(lines, "r")
     assert synthetic_sets(LINES) == {}
 

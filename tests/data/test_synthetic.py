@@ -26,8 +26,15 @@ def test_synthesis_is_deterministic_for_a_seed(teacher20):
 
 def test_synthesis_lowers_the_batchnorm_statistics_loss_and_convinces_the_teacher(teacher20):
     teacher, config = teacher20
-    images = synthesize(teacher, config, 20, seed=0, settings=SynthesisConfig(iterations=60, batch_size=20),
-                        progress=False)
+    teacher.train()   # the caller's modes and trainable flags must come back as they were
+    frozen = teacher.fc.weight.requires_grad_(False)
+    try:
+        images = synthesize(teacher, config, 20, seed=0, settings=SynthesisConfig(iterations=60, batch_size=20),
+                            progress=False)
+        assert all(m.training for m in teacher.modules())
+        assert [p.requires_grad for p in teacher.parameters()] == [p is not frozen for p in teacher.parameters()]
+    finally:
+        teacher.eval(), frozen.requires_grad_(True)
     x = normalize(images.images, config)
     start = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))   # where synthesis starts
     before, after = batchnorm_statistics_loss(teacher, start), batchnorm_statistics_loss(teacher, x)
@@ -36,7 +43,6 @@ def test_synthesis_lowers_the_batchnorm_statistics_loss_and_convinces_the_teache
         probs = teacher(x).softmax(1)
     assert probs.max(1).values.mean() > 0.8                  # confidently one class each
     assert len(set(probs.argmax(1).tolist())) == 10          # every class, as targeted (i mod 10)
-    assert teacher.training is False and all(p.requires_grad for p in teacher.parameters())
 
 
 def test_the_cache_returns_the_same_images_without_synthesising(teacher20, tmp_path, monkeypatch):

@@ -82,12 +82,13 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, h
     assert not (tmp_path / "s.pt.ckpt").exists()   # finished: nothing left to resume
 
 
-@pytest.mark.parametrize("option", [[], ["--option", "augment=randaugment"]], ids=["mir", "randaugment"])
+@pytest.mark.parametrize("option", [[], ["--method", "mir-plus"]], ids=["mir", "mir-plus"])
 def test_torchrun_two_processes_equal_one(tmp_path, option):
     """3 steps: far enough for a wrong gradient average or unsynchronised BatchNorm to show (they
     move weights by ~1e-3), short enough that float noise (~1e-6 per step, growing) stays below 2e-4.
-    With an augmentation policy too: each image's view is drawn from its place in the global batch,
-    so two shards see the views one process sees."""
+    mir-plus too (MixUp, RandAugment, stage matching): each image's view is drawn from its place in
+    the global batch and the global batch is mixed before it is split, so two shards see the views
+    one process sees."""
     args = RUN + ["--iterations", "3"] + option
     code, _, err = _finish(_mimir(args + ["--out", "one.pt"], tmp_path))
     assert code == 0, err

@@ -170,8 +170,10 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
                 raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
                                                    f"({', '.join(methods)}; see 'mimir methods')")
     # option variants a method does not read give identical cells: keep the first of each
-    unique = list({c.key: c for c in reversed(cells)}.values())[::-1]
-    return BenchConfig(name, unique, source)
+    unique: dict[str, Recipe] = {}
+    for c in cells:
+        unique.setdefault(c.key, c)
+    return BenchConfig(name, list(unique.values()), source)
 
 
 def method_options(method: str, options: dict) -> dict:

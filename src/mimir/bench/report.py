@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -406,38 +407,50 @@ def render_markdown(records: list[dict], results: str, command: str = "") -> str
         lines += ["", "## Synthesised images", "",
                   "What `--data synthetic:N` made from each teacher alone (the first 64 images of the first seed's "
                   "set; one class per image in turn, no real image involved):", ""]
-        lines += [f"![{Path(name).stem}](plots/{name})" for name in shown.values()]
+        lines += [f"![{Path(name).stem}](plots/{name})" for name in shown]
     lines += ["", "## Plots", ""]
     lines += [f"![{Path(name).stem}](plots/{name})" for name in plot_names(rows)]
     return "\n".join(lines) + "\n"
 
 
-def synthetic_sets(records: list[dict]) -> dict[tuple, str]:
-    """(teacher, weights, data, seed) -> PNG name, one per teacher and ``synthetic:N`` (the first seed)."""
+def synthetic_sets(records: list[dict]) -> dict[str, dict]:
+    """PNG name -> the result line it shows, one per teacher and ``synthetic:N`` (the first seed)."""
     from mimir.data.synthetic import parse_synthetic
 
-    sets: dict[tuple, str] = {}
+    sets: dict[str, dict] = {}
+    seen = set()
     for r in sorted((r for r in records if r.get("status") == "ok"), key=lambda r: recipe_of(r)["seed"]):
         c = recipe_of(r)
         n = parse_synthetic(c["data"])
-        if n is not None and not any(k[:3] == (c["teacher"], c["weights"], c["data"]) for k in sets):
-            sets[(c["teacher"], c["weights"], c["data"], c["seed"])] = f"synthetic_{c['teacher']}_{n}_seed{c['seed']}.png"
+        if n is not None and (c["teacher"], c["weights"], c["data"]) not in seen:
+            seen.add((c["teacher"], c["weights"], c["data"]))
+            sets[f"synthetic_{c['teacher']}_{n}_seed{c['seed']}.png"] = r
     return sets
 
 
 def plot_synthetic(records: list[dict], out_dir: Path, count: int = 64) -> list[Path]:
-    """A grid of the synthesised images of :func:`synthetic_sets` (from mimir's synthesis cache
-    when the grid ran on this machine, otherwise synthesised again - the same images for the seed)."""
+    """A grid of the synthesised images of :func:`synthetic_sets`: the set the cells trained on,
+    from mimir's synthesis cache when the grid ran on this machine, otherwise synthesised again
+    with the cell's teacher, input settings, seed and kind of device (the same images; a grid run
+    on a GPU and drawn where there is none is synthesised on the CPU, with a warning)."""
     import torch
     from PIL import Image
 
     from mimir.data.synthetic import parse_synthetic, synthetic_images
+    from mimir.recipe import Recipe
     from mimir.resolve import load_teacher
 
     paths = []
-    for (teacher, weights, data, seed), name in synthetic_sets(records).items():
-        model, config = load_teacher(teacher, weights)
-        images = synthetic_images(model, config, parse_synthetic(data), seed, progress=False).images[:count]
+    for name, record in synthetic_sets(records).items():
+        r = Recipe.from_dict(recipe_of(record))
+        model, config = load_teacher(r.teacher, r.weights, r.feature_layer, r.data_config, r.input_settings())
+        ran_on = str((record.get("summary") or {}).get("device", "cpu")).split()[0].partition(":")[0]
+        here = "cuda" if ran_on == "cuda" and torch.cuda.is_available() else "cpu"
+        if here != ran_on:
+            warnings.warn(f"{name}: the cells synthesised their images on {ran_on}; drawn from a new synthesis on "
+                          f"the CPU, which may differ slightly")
+        images = synthetic_images(model.to(here), config, parse_synthetic(r.data), r.seed,
+                                  progress=False).images[:count].cpu()
         side = int(len(images) ** 0.5 + 0.999)
         n, c, h, w = images.shape
         canvas = torch.zeros(c, side * (h + 2), side * (w + 2), dtype=torch.uint8)

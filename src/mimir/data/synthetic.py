@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from mimir.data.datasets import UnlabeledImages
 from mimir.data.transforms import DataConfig
+from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
 from mimir.models._base import eval_mode, fingerprint, frozen_except
 
@@ -115,7 +116,7 @@ def synthesize(teacher: nn.Module, config: DataConfig, n: int, seed: int,
     if not _norm_layers(teacher):
         raise MimirError("--data synthetic:N needs a teacher with BatchNorm layers (their statistics guide the "
                          "synthesis)", "give a few real or out-of-domain images with --data FOLDER instead")
-    device = next(teacher.parameters()).device
+    device = model_device(teacher)
     mean = torch.tensor(config.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(config.std, device=device).view(1, -1, 1, 1)
     low, high = (0 - mean) / std, (1 - mean) / std            # the valid pixel range, normalised
@@ -161,7 +162,7 @@ def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,
                      cache: bool = True) -> UnlabeledImages:
     """:func:`synthesize`, kept in ``$MIMIR_CACHE/synthetic`` (default ``~/.cache/mimir``) under a
     key of the teacher's weights, ``config``, ``n``, ``seed``, the settings and the device type."""
-    device = next(teacher.parameters()).device.type
+    device = model_device(teacher).type
     key = hashlib.sha1(repr((_VERSION, fingerprint(teacher), config.to_dict(), n, seed, asdict(settings),
                              device, str(torch.__version__))).encode()).hexdigest()[:20]
     path = _cache_dir() / f"{key}.pt"

@@ -213,31 +213,42 @@ def _check_finite(losses: torch.Tensor, start: int, stop: int, ckpt: Checkpointi
 
 
 def _batches(images: torch.Tensor, config: DataConfig, cfg: TrainConfig, schedule: BatchSchedule, seed: int,
-             runtime: Runtime, start: int) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                                                   CropFlipViews | None]:
+             runtime: Runtime, start: int, mix: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+             ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]], CropFlipViews | None]:
     """(local sample indices, local view ids or None, normalised local batch on the device) per step,
-    and the finite view set when there is one (for the target cache)."""
+    and the finite view set when there is one (for the target cache). ``mix`` is applied to the
+    whole global batch before it is split between processes, so that N processes mix (partners,
+    weights, boxes) exactly as one does."""
     part = dist.shard(schedule.size)
     if is_small(config) or not cfg.augment:
         views = CropFlipViews(images, config, runtime.device, augment=cfg.augment)
         policy = PolicyViews(cfg.policy) if cfg.augment and cfg.policy != "none" else None
+        rendered = part if mix is None else slice(0, schedule.size)   # mixing needs the partners too
 
         def small() -> Iterator:
             for step in range(start, cfg.iterations):
-                idx = schedule.indices(step)[part]
-                v = views.draw(step, seed, schedule.size)[part]
+                idx = schedule.indices(step)[rendered]
+                v = views.draw(step, seed, schedule.size)[rendered]
                 if policy is None:
-                    yield idx, v, runtime.batch(views.render(idx, v))
+                    x = runtime.batch(views.render(idx, v))
                 else:
-                    x = normalize(policy(views.crop(idx, v), seed, step, range(part.start, part.stop)), config)
-                    yield idx, None, runtime.batch(x)
-        return small(), views if policy is None else None   # a policy makes the views unbounded
+                    x = runtime.batch(normalize(policy(views.crop(idx, v), seed, step,
+                                                       range(rendered.start, rendered.stop)), config))
+                if mix is None:
+                    yield idx, v if policy is None else None, x
+                else:
+                    yield idx[part], None, mix(x, step)[part]
+        # a policy or mixing makes the views unbounded: no finite view set to cache targets for
+        return small(), views if policy is None and mix is None else None
     workers = cfg.loader_workers if runtime.device.type == "cuda" else 0
     stream = LargeViewStream(images, config, schedule, seed, start, cfg.iterations, cfg.policy)
 
     def large() -> Iterator:
-        for idx, batch in large_view_loader(stream, workers, runtime.pin_memory):
-            yield idx[part], None, normalize(runtime.batch(batch[part]), config)
+        for step, (idx, batch) in enumerate(large_view_loader(stream, workers, runtime.pin_memory), start=start):
+            if mix is None:
+                yield idx[part], None, normalize(runtime.batch(batch[part]), config)
+            else:
+                yield idx[part], None, mix(normalize(runtime.batch(batch), config), step)[part]
     return large(), None
 
 
@@ -248,6 +259,8 @@ def train(task: Task, images: torch.Tensor, labels: torch.Tensor | None, config:
     without a teacher target)."""
     if task.target is None and labels is None:
         raise ValueError("a task without a teacher target needs labels")
+    if task.target is None and task.mix is not None:
+        raise ValueError("mixing needs a teacher target: a label cannot follow a mixed view")
     module = runtime.model(task.module)
     module.train(task.train_mode)
     dist.sync_batchnorm(module, runtime.device)
@@ -288,7 +301,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
             start = int(state["step"])
             losses[:start] = state["losses"].to(device)
             set_rng_state(state["rng"])
-        batches, views = _batches(images, config, cfg, schedule, seed, runtime, start)
+        batches, views = _batches(images, config, cfg, schedule, seed, runtime, start, task.mix)
         labels_on_device = labels.to(device) if labels is not None else None
 
         @torch.no_grad()
@@ -298,7 +311,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
 
         setup_started = time.perf_counter()
         cache = None
-        if task.target is not None and task.mix is None and views is not None and start < cfg.iterations:
+        if task.target is not None and views is not None and start < cfg.iterations:
             probe = teacher_target(runtime.batch(views.render(torch.zeros(1, dtype=torch.long),
                                                               torch.zeros(1, dtype=torch.long))))
             size = sum(t.numel() * t.element_size() for t in (probe if isinstance(probe, tuple) else (probe,)))
@@ -323,8 +336,6 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
         checked = start
         steps_started = time.perf_counter()
         for step, (idx, v, x) in enumerate(batches, start=start):
-            if task.mix is not None:
-                x = task.mix(x, step)
             if cache is not None:
                 target = cache.lookup(idx, v)
             elif task.target is not None:

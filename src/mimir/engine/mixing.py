@@ -7,7 +7,8 @@ view, a few images become an unbounded label-free training set ("a good teacher 
 consistent", Beyer et al., CVPR 2022).
 
 Every draw of step ``s`` comes from a generator seeded by ``(seed, step)``, so a resumed run mixes
-exactly as an uninterrupted one. Under data parallelism each process mixes within its own share.
+exactly as an uninterrupted one. Under data parallelism the loop mixes the whole global batch
+before splitting it, so N processes train on the views one process would.
 """
 
 from __future__ import annotations

@@ -113,9 +113,9 @@ class PolicyViews:
 
     def __call__(self, batch: torch.Tensor, seed: int, step: int, positions: range) -> torch.Tensor:
         out = torch.empty_like(batch)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):   # the policies draw from the CPU generator alone
             for i, pos in enumerate(positions):
-                torch.manual_seed(mix_seed(seed, 4, step, pos))
+                torch.default_generator.manual_seed(mix_seed(seed, 4, step, pos))
                 out[i] = self.transform(batch[i])
         return out
 
@@ -179,7 +179,7 @@ class LargeViewStream(IterableDataset):
         for step in range(first, self.stop, stride):
             idx = self.schedule.indices(step)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(mix_seed(self.seed, 3, step))
+                torch.default_generator.manual_seed(mix_seed(self.seed, 3, step))
                 batch = self.augment(self.images[idx])
             yield idx, batch
 

@@ -58,17 +58,13 @@ def feature_mse(student: nn.Module, teacher: nn.Module, data: UnlabeledImages | 
                 config: DataConfig, batch_size: int = 500, runtime: Runtime | None = None) -> float:
     """Mean squared error between the two pre-pool feature maps (both in eval mode)."""
     runtime = _runtime_for(student, runtime)
-    modes = student.training, teacher.training
-    student.eval(), teacher.eval()
     total = torch.zeros((), dtype=torch.float64, device=runtime.device)
     count = 0
-    try:
+    with eval_mode(student), eval_mode(teacher):
         for start in range(0, len(data), batch_size):
             x = _eval_view(data.images[start:start + batch_size], config, runtime)
             with runtime.autocast():
                 diff = student.forward_features(x).float() - teacher.forward_features(x).float()
             total += diff.pow(2).sum(dtype=torch.float64)
             count += diff.numel()
-    finally:
-        student.train(modes[0]), teacher.train(modes[1])
     return float(total) / count

@@ -43,7 +43,8 @@ class Method:
 
     ``options`` declares every setting the method reads from ``TrainConfig.extra`` (``--option
     KEY=VALUE``) with its default; anything else is refused by :func:`check_options`. A setting
-    whose default is text takes one of the words ``choices`` lists for it."""
+    whose default is text takes one of the words ``choices`` lists for it, a number the interval
+    ``ranges`` gives for it, if any (``"(0, 1]"``, ``"[0, inf)"``)."""
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
@@ -51,6 +52,7 @@ class Method:
     selects_blocks: ClassVar[bool] = False  # chooses the blocks to drop itself (--prune blocks:auto:K)
     options: ClassVar[dict[str, float | int | str]] = {}
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    ranges: ClassVar[dict[str, str]] = {}
 
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -110,7 +112,18 @@ def check_options(method: str, options: dict) -> dict:
         except (TypeError, ValueError):
             raise MimirError(f"option {key}={value!r} for method '{method}' is not a number",
                              f"pass e.g. --option {key}={known[key]}") from None
+        if key in spec.ranges and not _within(checked[key], spec.ranges[key]):
+            raise MimirError(f"option {key}={value} for method '{method}' is outside {spec.ranges[key]}",
+                             f"pass a value in {spec.ranges[key]}, e.g. --option {key}={known[key]}")
     return checked
+
+
+def _within(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written ``[a, b]``, ``(a, b]``, ``[a, inf)``, ..."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
 
 
 def copy_head(student: nn.Module, teacher: nn.Module) -> None:

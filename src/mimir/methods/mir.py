@@ -14,7 +14,8 @@ Options (``--option KEY=VALUE``; ``mir``'s defaults are the published method, un
   Teacher and student see the identical mixed view; the target is the teacher's answer to it.
 - ``augment``: ``randaugment`` or ``trivialaugment`` after the crop and flip.
 - ``schedule``: ``step`` (x0.1 at 40 % and 80 %) or ``cosine``.
-- ``kd``: weight of a logit-distillation term (T = ``temperature``) through the teacher's head.
+- ``kd``: weight of a logit-distillation term (T = ``temperature``) through the head both share
+  (the student's is a frozen copy of the teacher's).
 - ``stages``: weight of an MSE term on each earlier stage's output (shapes shared by both).
 
 ``mir-plus`` is MiR with the options that measurably helped as its defaults (the ablation in
@@ -23,6 +24,7 @@ docs/beyond-mir/RESULTS.md).
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -32,6 +34,7 @@ from torch import nn
 
 from mimir.data.transforms import POLICIES, DataConfig
 from mimir.engine import Task
+from mimir.engine.runtime import model_device
 from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
@@ -50,6 +53,8 @@ class MiR(Method):
     options = {"mix": "none", "mix_alpha": 1.0, "mix_prob": 1.0, "augment": "none", "schedule": "step",
                "kd": 0.0, "temperature": 4.0, "stages": 0.0}
     choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES}
+    ranges = {"mix_alpha": "(0, inf)", "mix_prob": "(0, 1]", "kd": "[0, inf)", "temperature": "(0, inf)",
+              "stages": "[0, inf)"}
 
     def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         f = model.forward_features(x)
@@ -68,7 +73,10 @@ class MiR(Method):
                         target=lambda x: self.features(teacher, x), trainable=body_parameters, mix=mix)
             fit(inp, task, desc=self.name, cfg=cfg)
         else:
-            names = shared_stages(teacher, student, inp.data_config) if o["stages"] else []
+            # a default (mir-plus) stage term is dropped with a warning where the pruning leaves no
+            # stage its shape; one asked for explicitly is an error there
+            names = shared_stages(teacher, student, inp.data_config, required="stages" in inp.train.extra) \
+                if o["stages"] else []
             with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps:
                 task = Task(student, forward=lambda m, x: self._outputs(m, x, o["kd"] > 0, s_taps),
                             loss=lambda out, tgt: self._loss(out, tgt, o), trainable=body_parameters, mix=mix,
@@ -116,17 +124,17 @@ class MiRPlus(MiR):
     options = {**MiR.options, "mix": "mixup", "augment": "randaugment", "stages": 1.0, "schedule": "cosine"}
 
 
-def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig) -> list[str]:
+def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig, required: bool = True) -> list[str]:
     """The modules whose outputs ``stages=`` matches: each stage (the parent of a run of residual
     blocks) but the last, or each block but the last when all blocks form one stage (a ViT); only
-    those present in both models with outputs of the same shape."""
+    those present in both models with outputs of the same shape. None at all is an error when
+    ``required``, else a warning and an empty list."""
     from mimir.prune.structure import residual_blocks
 
     blocks = residual_blocks(teacher)
     stages = list(dict.fromkeys(name.rpartition(".")[0] for name in blocks))
     names = (stages if len(stages) > 1 else blocks)[:-1]
-    x = torch.zeros(1, config.in_chans, config.input_size, config.input_size,
-                    device=next(teacher.parameters()).device)
+    x = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=model_device(teacher))
     shapes = []
     for model in (teacher, student):
         present = [n for n in names if _has(model, n)]
@@ -134,9 +142,12 @@ def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig) ->
             model.forward_features(x)
         shapes.append(dict(zip(present, (t.shape for t in taps))))
     shared = [n for n in names if n in shapes[0] and shapes[0][n] == shapes[1].get(n)]
-    if not shared:
+    if not shared and required:
         raise MimirError("option stages: no earlier stage has the same output shape in teacher and student",
                          "drop the stages option for this pruning scheme")
+    if not shared:
+        warnings.warn("no earlier stage has the same output shape in teacher and student under this pruning: "
+                      "the stage term (stages) is left out", stacklevel=3)
     return shared
 
 

@@ -16,14 +16,15 @@ from torch import nn
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside the block; its train/eval mode before is restored after, also
-    on an error."""
-    was_training = model.training
+    """``model`` in eval mode inside the block; the train/eval mode each of its modules had before
+    is restored after (a mixed one too), also on an error."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 @contextmanager

@@ -166,7 +166,9 @@ class Recipe:
         data = (f" data={self.data}" if self.data != "fashion-mnist" else "") + (
             f" extra_data={self.extra_data}" if self.extra_data else "")
         options = "".join(f" {k}={v}" for k, v in self.options.items())
-        return f"{self.teacher} {self.prune}{extra} {self.method}{options} n={self.samples}{data} seed={self.seed}"
+        budget = f" iterations={self.iterations}" if self.iterations != recipe_defaults()["iterations"] else ""
+        return (f"{self.teacher} {self.prune}{extra} {self.method}{options}{budget} n={self.samples}{data} "
+                f"seed={self.seed}")
 
 
 def recipe_defaults() -> dict:

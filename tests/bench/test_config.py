@@ -68,6 +68,7 @@ def test_rows_set_their_own_data_and_option_variants():
     assert {c.data for c in cells} == {"synthetic:64"} and {c.extra_data for c in cells} == {"imgs"}
     assert [dict(c.options) for c in mir[:3]] == [{}, {"mix": "cutmix"}, {"kd": 1.0}]
     assert "mix=cutmix" in mir[1].describe() and "data=synthetic:64" in mir[1].describe()
+    assert "iterations=10" in mir[1].describe()   # not the default budget: named
 
 
 def test_a_cell_two_rows_repeat_runs_once_in_its_first_place():

@@ -185,3 +185,12 @@ def test_synthetic_grid_is_drawn_from_the_seeded_set(tmp_path, monkeypatch):
 
     with Image.open(paths[0]) as img:
         assert img.size == (4 * 30 * 3, 4 * 30 * 3)
+
+
+def test_every_row_names_its_images_once_a_file_holds_two_sources():
+    one = [_variant("mir", s, 90.0) for s in (1, 2)]
+    assert {r.setting for r in aggregate(one)} == {""}
+    digits = [_variant("mir", s, 85.0, data="digits") for s in (1, 2)]
+    for line in digits:
+        line["config"]["samples"] = 300   # another comparison: data does not vary within either
+    assert sorted(r.setting for r in aggregate(one + digits)) == ["data=digits", "data=fashion-mnist"]

@@ -43,6 +43,7 @@ def _mean(values):
 
 _SHOWN = ("teacher", "prune", "samples", "method")
 _COMPARED = ("teacher", "prune", "samples")
+_SOURCES = ("data", "extra_data")
 
 
 def recipe_of(record: dict) -> dict:
@@ -63,7 +64,8 @@ def aggregate(records: list[dict]) -> list[Row]:
     """One row per recipe except the seed: mean +- std over the finished seeds (latest record per
     cell wins if a cell was run twice). Cells whose recipes differ in anything but the seed
     (iterations, options, device, ...) are never averaged together; the fields that differ are
-    named in the row's ``setting``."""
+    named in the row's ``setting``, and so are ``data`` and ``extra_data`` wherever the file holds
+    more than one source of images."""
     latest: dict[str, dict] = {}
     for r in records:
         if r.get("status") == "ok":
@@ -81,8 +83,13 @@ def aggregate(records: list[dict]) -> list[Row]:
     for rec in recipes.values():
         shown[tuple(rec[k] for k in _COMPARED)].append(rec)
     fields = sorted({k for rec in recipes.values() for k in rec} - set(_SHOWN))
-    varying = {s: [k for k in fields if len({json.dumps(rec.get(k), sort_keys=True) for rec in recs}) > 1]
-               for s, recs in shown.items()}
+
+    def differ(k: str, recs) -> bool:
+        return len({json.dumps(rec.get(k), sort_keys=True) for rec in recs}) > 1
+
+    # where the images came from is named in every row once the file holds more than one source
+    sources = [k for k in _SOURCES if differ(k, recipes.values())]
+    varying = {s: [k for k in fields if k in sources or differ(k, recs)] for s, recs in shown.items()}
     rows = []
     for key, cell in groups.items():
         c = recipes[key]

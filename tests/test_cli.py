@@ -109,6 +109,7 @@ BAD = {
     "synthetic twice": (lambda t: ["--data", "synthetic:64", "--extra-data", "synthetic:32"],
                         "use --data synthetic:96 without --extra-data"),
     "bad temperature": (lambda t: ["--option", "temperature=0"], "outside (0, inf)"),
+    "bad cd weight": (lambda t: ["--method", "cd", "--option", "mu=2"], "mu=2 for method 'cd' is outside [0, 1]"),
 }
 
 
@@ -232,3 +233,10 @@ def test_reduced_precision_runs_on_cpu(capsys, precision):
                  "--eval-data", "none", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["device"].endswith(precision) and summary["compressed"]["feature_mse"] < 10
+
+
+def test_methods_lists_each_option_with_its_choices_or_range(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "mix=none (none|mixup|cutmix|both|salient)" in out and "mix_prob=1.0 in (0, 1]" in out
+    assert "mu=0.6 in [0, 1]" in out

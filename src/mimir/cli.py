@@ -457,7 +457,8 @@ def _run_methods(args) -> int:
         print(f"{name:<14}{'uses labels  ' if m.needs_labels else 'label-free   '}{doc}")
         if m.options:
             print(f"{'':<27}options: " + ", ".join(
-                f"{k}={v}" + (f" ({'|'.join(m.choices[k])})" if k in m.choices else "") for k, v in m.options.items()))
+                f"{k}={v}" + (f" ({'|'.join(m.choices[k])})" if k in m.choices else "") +
+                (f" in {m.ranges[k]}" if k in m.ranges else "") for k, v in m.options.items()))
     return 0
 
 

@@ -74,6 +74,7 @@ class CrossDistillation(Method):
     iterative = False
     finetune = False
     options = {"mu": 0.6, "cd_steps": 400, "cd_lr": 1e-3}
+    ranges = {"mu": "[0, 1]", "cd_steps": "[1, inf)", "cd_lr": "(0, inf)"}
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student.eval()
@@ -107,3 +108,4 @@ class CrossDistillationFinetuned(CrossDistillation):
     iterative = True
     finetune = True
     options = {**CrossDistillation.options, "cd_ft_lr": 1e-3}
+    ranges = {**CrossDistillation.ranges, "cd_ft_lr": "(0, inf)"}

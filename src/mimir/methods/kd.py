@@ -25,6 +25,7 @@ class KnowledgeDistillation(Method):
 
     name = "kd"
     options = {"temperature": 4.0}
+    ranges = {"temperature": "(0, inf)"}
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student

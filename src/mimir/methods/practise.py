@@ -97,6 +97,7 @@ class Practise(MiR):
     name = "practise"
     selects_blocks = True
     options = {**MiR.options, "practise_iterations": 200}   # its final MiR takes the options of mir
+    ranges = {**MiR.ranges, "practise_iterations": "[1, inf)"}
 
     def choose_blocks(self, teacher, samples, config, k, cfg, seed, runtime, progress):
         return select_blocks(teacher, samples, config, k, cfg, seed, progress, runtime)

@@ -12,6 +12,7 @@ REPORTS = {  # results name -> (report folder, the grid command the report quote
     "fashion-mnist": ("docs", "mimir bench benchmarks/fashion-mnist.yaml --workers 2"),
     "mir-pooling": ("docs/mir-pooling", "mimir bench benchmarks/mir-pooling.yaml"),
     "beyond-mir": ("docs/beyond-mir", "mimir bench benchmarks/beyond-mir.yaml --workers 2"),
+    "beyond-mir-long": ("docs/beyond-mir-long", "mimir bench benchmarks/beyond-mir-long.yaml --workers 2"),
 }
 
 

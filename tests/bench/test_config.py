@@ -37,6 +37,7 @@ def test_round_to_row_goes_into_every_cell_and_its_key():
     (lambda r: r.pop("grid"), "grid: missing"),
     (lambda r: r.update(seeds="one"), "seeds: must be a list"),
     (lambda r: r.update(iterations=0), "iterations: must be"),
+    (lambda r: r.update(order="seed"), "order: must be one of rows, seeds"),
     (lambda r: r["grid"][0].update(samples=[5, -1]), "grid[0].samples: must be"),
     (lambda r: r["grid"][0].update(methods=["mir", "magic"]), "grid[0].methods[1]: unknown method 'magic'"),
     (lambda r: r["grid"][0].update(prune=["channels:2"]), "grid[0].prune[0]: prune ratio 2 is outside (0, 1)"),
@@ -77,10 +78,23 @@ def test_a_cell_two_rows_repeat_runs_once_in_its_first_place():
     assert [(c.method, c.seed) for c in parse_config(raw).cells] == [("mir", 1), ("mir", 2), ("kd", 1), ("kd", 2)]
 
 
+def test_order_seeds_runs_every_row_at_a_seed_before_the_next_seed():
+    row = {"teacher": "resnet20", "prune": ["channels:0.5"], "samples": [5]}
+    raw = {**GOOD, "seeds": [1, 2, 3], "grid": [{**row, "methods": ["mir"]}, {**row, "methods": ["kd"], "seeds": [2, 1]}]}
+    by_rows = [(c.method, c.seed) for c in parse_config(raw).cells]
+    by_seeds = [(c.method, c.seed) for c in parse_config({**raw, "order": "seeds"}).cells]
+    assert by_rows == [("mir", 1), ("mir", 2), ("mir", 3), ("kd", 2), ("kd", 1)]
+    assert by_seeds == [("mir", 1), ("kd", 1), ("mir", 2), ("kd", 2), ("mir", 3)]
+    assert {c.key for c in parse_config(raw).cells} == {c.key for c in parse_config({**raw, "order": "seeds"}).cells}
+
+
 def test_shipped_beyond_mir_grid():
     config = load_config(ROOT / "benchmarks" / "beyond-mir.yaml")
     assert {c.teacher for c in config.cells} >= {"resnet20"}
     assert any(c.options.get("mix") == "salient" for c in config.cells)
+    long = load_config(ROOT / "benchmarks" / "beyond-mir-long.yaml").cells
+    assert [c.seed for c in long] == sorted(c.seed for c in long)   # seed by seed
+    assert {c.iterations for c in long} == {400, 2000, 6000}
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):

@@ -7,6 +7,7 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
     iterations: 500                # one budget for every iterative method
     batch_size: 64
     seeds: [1, 2, 3]
+    order: rows                    # or seeds: every row's first seed before any row's second one
     options: {cd_steps: 400}       # method settings, as --option
     grid:
       - teacher: resnet20          # a registry name (bundled teacher), or {name: resnet50, weights: FILE}
@@ -32,7 +33,9 @@ from pathlib import Path
 from mimir.errors import MimirError
 from mimir.recipe import Recipe
 
-_TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "options", "grid", "input_size"}
+_TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "order", "options", "grid",
+             "input_size"}
+_ORDERS = ("rows", "seeds")
 _ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to", "importance",
              "global", "data", "extra_data"}
 
@@ -104,6 +107,9 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
     if input_size is not None:
         input_size = _ints(input_size, "input_size")[0]
     seeds = _ints(raw.get("seeds", [0]), "seeds", minimum=0)
+    order = raw.get("order", "rows")
+    if order not in _ORDERS:
+        raise _fail("order", f"must be one of {', '.join(_ORDERS)}, not {order!r}")
     options = raw.get("options", {}) or {}
     if not isinstance(options, dict):
         raise _fail("options", "must be a mapping of method settings")
@@ -173,7 +179,10 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
     unique: dict[str, Recipe] = {}
     for c in cells:
         unique.setdefault(c.key, c)
-    return BenchConfig(name, list(unique.values()), source)
+    cells = list(unique.values())
+    if order == "seeds":  # a grid stopped part-way leaves every setting with the same seeds
+        cells.sort(key=lambda c: c.seed)  # stable: within a seed, the rows' order
+    return BenchConfig(name, cells, source)
 
 
 def method_options(method: str, options: dict) -> dict:

@@ -209,14 +209,19 @@ def _below_note(rows: list[Row], low: float) -> str:
     return "below the axis: " + ", ".join(parts) if parts else ""
 
 
-def _decorate(ax, rows: list[Row], xlabel: str, handles: list | None = None) -> None:
+def _decorate(ax, rows: list[Row], xlabel: str, handles: list | None = None, legend_below: bool = False) -> None:
+    """Y range, labels and grid; the legend in the lower right, or under the axes (``legend_below``)
+    where the lowest points sit at the left and right edges and a legend inside would hide them."""
     low, high = _y_range(rows)
     ax.set_ylim(low, high)
     note = _below_note(rows, low)
     ax.set_xlabel(xlabel + (f"\n{note}" if note else ""))
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
+    if legend_below:
+        ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    else:
+        ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
 
 
 def _save(fig, path: Path) -> Path:
@@ -324,7 +329,7 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
     paths.append(_save(fig, out_dir / "acc_vs_macs.png"))
     plt.close(fig)
     for name, sub in _time_groups(rows).items():
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 5.5))
         for label in sorted({(r.method, _ingredients(r)) for r in sub}):
             pts = sorted((r.train_seconds, r.mean, r.std, r.iterations) for r in sub
                          if (r.method, _ingredients(r)) == label)
@@ -338,10 +343,13 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         if sub[0].teacher_acc is not None:
             ax.axhline(sub[0].teacher_acc, color="black", linestyle="--", linewidth=1, label="teacher")
         ax.set_xscale("log")
+        for formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))  # 200, 300 rather than 2x10^2
+        ax.margins(x=0.08)
         r0 = sub[0]
         ax.set_title(f"{r0.teacher}, {r0.prune}, {r0.samples} samples, {_data_of(r0.recipe)}:\n"
                      "accuracy vs training time (labels: iterations)", fontsize=10)
-        _decorate(ax, sub, "training seconds per run (log scale)")
+        _decorate(ax, sub, "training seconds per run (log scale)", legend_below=True)
         paths.append(_save(fig, out_dir / name))
         plt.close(fig)
     return paths

@@ -141,18 +141,25 @@ def test_ablation_sets_each_ingredient_against_plain_mir_with_the_same_recipe():
 
 
 def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
-    from mimir.bench.report import plot_names
+    from mimir.bench.report import plot_names, time_table
 
     lines = [_variant("mir", 1, 91.0, iterations=400, train_seconds=60),
              _variant("mir", 1, 92.0, iterations=2000, train_seconds=300),
              _variant("mir-plus", 1, 92.3, iterations=2000, train_seconds=400)]
     names = plot_names(aggregate(lines))
     assert "acc_vs_time_resnet20_channels-0.5_50_fashion-mnist.png" in names
+    table = time_table(aggregate(lines))
+    assert table[0] == "| teacher | prune | samples | data | method | 400 its | 2000 its |"
+    assert table[2:] == ["| resnet20 | channels:0.5 | 50 | fashion-mnist | mir | 91.00 % (60 s) | 92.00 % (300 s) |",
+                         "| resnet20 | channels:0.5 | 50 | fashion-mnist | mir-plus (augment=randaugment, mix=mixup, "
+                         "schedule=cosine, stages=1.0) | - | 92.30 % (400 s) |"]
+    assert time_table(aggregate(LINES)) == []
     assert not any(n.startswith("acc_vs_time") for n in plot_names(aggregate(LINES)))
     results = tmp_path / "r.jsonl"
     results.write_text("\n".join(json.dumps(l) for l in lines))
     write_report(results, tmp_path / "docs")
     assert (tmp_path / "docs" / "plots" / "acc_vs_time_resnet20_channels-0.5_50_fashion-mnist.png").is_file()
+    assert "## Accuracy against training time" in (tmp_path / "docs" / "RESULTS.md").read_text()
 
 
 def test_synthetic_sets_are_shown_once_per_teacher_and_count():

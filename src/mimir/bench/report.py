@@ -252,6 +252,32 @@ def _time_groups(rows: list[Row]) -> dict[str, list[Row]]:
     return out
 
 
+def _method_label(method: str, ingredients: str) -> str:
+    """'mir', 'mir (mix=cutmix)' or 'mir-plus (augment=..., ...)'."""
+    if ingredients.startswith(method):
+        return ingredients
+    return f"{method} ({ingredients})" if ingredients else method
+
+
+def time_table(rows: list[Row]) -> list[str]:
+    """Table lines: accuracy (and the method's training seconds) per iteration budget, one line per
+    method in each setting where some method ran with several budgets; empty when there is none."""
+    groups = _time_groups(rows)
+    if not groups:
+        return []
+    budgets = sorted({r.iterations for sub in groups.values() for r in sub})
+    lines = ["| teacher | prune | samples | data | method | " + " | ".join(f"{b} its" for b in budgets) + " |",
+             "|---|---|---:|---|---|" + "---:|" * len(budgets)]
+    for sub in groups.values():
+        r0 = sub[0]
+        for label in sorted({(r.method, _ingredients(r)) for r in sub}):
+            at = {r.iterations: r for r in sub if (r.method, _ingredients(r)) == label}
+            cells = [f"{at[b].mean:.2f} % ({at[b].train_seconds:.0f} s)" if b in at else "-" for b in budgets]
+            lines.append(f"| {r0.teacher} | {r0.prune} | {r0.samples} | {_data_of(r0.recipe)} | "
+                         f"{_method_label(*label)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot_names(rows: list[Row]) -> list[str]:
     """The file names :func:`plot` writes for ``rows``, in order."""
     rows = [r for r in rows if r.mean is not None]
@@ -333,9 +359,7 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
         for label in sorted({(r.method, _ingredients(r)) for r in sub}):
             pts = sorted((r.train_seconds, r.mean, r.std, r.iterations) for r in sub
                          if (r.method, _ingredients(r)) == label)
-            method, ingredients = label
-            text = ingredients if ingredients.startswith(method) else (f"{method} ({ingredients})" if ingredients
-                                                                        else method)
+            text = _method_label(*label)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
                         label=text)
             for t, acc, _, its in pts:
@@ -417,6 +441,12 @@ def render_markdown(records: list[dict], results: str, command: str = "") -> str
         lines += ["", "## Ablation: what each ingredient adds to MiR", "",
                   "Each `mir` with options, and each `mir-plus`, against plain `mir` with the same recipe otherwise "
                   "(same samples, data, pruning and iterations); `gain` is the difference of the means.", ""] + ablated
+    timed = time_table(rows)
+    if timed:
+        lines += ["", "## Accuracy against training time", "",
+                  "Where a method ran with several iteration budgets: mean accuracy over seeds and, in brackets, "
+                  "the method's own training seconds per run (the `train s` column above), so a schedule can be "
+                  "chosen for the time it costs.", ""] + timed
     shown = synthetic_sets(records)
     if shown:
         lines += ["", "## Synthesised images", "",

@@ -80,7 +80,8 @@ def test_a_cell_two_rows_repeat_runs_once_in_its_first_place():
 
 def test_order_seeds_runs_every_row_at_a_seed_before_the_next_seed():
     row = {"teacher": "resnet20", "prune": ["channels:0.5"], "samples": [5]}
-    raw = {**GOOD, "seeds": [1, 2, 3], "grid": [{**row, "methods": ["mir"]}, {**row, "methods": ["kd"], "seeds": [2, 1]}]}
+    raw = {**GOOD, "seeds": [1, 2, 3],
+           "grid": [{**row, "methods": ["mir"]}, {**row, "methods": ["kd"], "seeds": [2, 1]}]}
     by_rows = [(c.method, c.seed) for c in parse_config(raw).cells]
     by_seeds = [(c.method, c.seed) for c in parse_config({**raw, "order": "seeds"}).cells]
     assert by_rows == [("mir", 1), ("mir", 2), ("mir", 3), ("kd", 2), ("kd", 1)]

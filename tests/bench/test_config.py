@@ -82,11 +82,10 @@ def test_order_seeds_runs_every_row_at_a_seed_before_the_next_seed():
     row = {"teacher": "resnet20", "prune": ["channels:0.5"], "samples": [5]}
     raw = {**GOOD, "seeds": [1, 2, 3],
            "grid": [{**row, "methods": ["mir"]}, {**row, "methods": ["kd"], "seeds": [2, 1]}]}
-    by_rows = [(c.method, c.seed) for c in parse_config(raw).cells]
-    by_seeds = [(c.method, c.seed) for c in parse_config({**raw, "order": "seeds"}).cells]
-    assert by_rows == [("mir", 1), ("mir", 2), ("mir", 3), ("kd", 2), ("kd", 1)]
-    assert by_seeds == [("mir", 1), ("kd", 1), ("mir", 2), ("kd", 2), ("mir", 3)]
-    assert {c.key for c in parse_config(raw).cells} == {c.key for c in parse_config({**raw, "order": "seeds"}).cells}
+    rows, seeds = parse_config(raw).cells, parse_config({**raw, "order": "seeds"}).cells
+    assert [(c.method, c.seed) for c in rows] == [("mir", 1), ("mir", 2), ("mir", 3), ("kd", 2), ("kd", 1)]
+    assert [(c.method, c.seed) for c in seeds] == [("mir", 1), ("kd", 1), ("mir", 2), ("kd", 2), ("mir", 3)]
+    assert {c.key for c in rows} == {c.key for c in seeds}
 
 
 def test_shipped_beyond_mir_grid():

@@ -252,6 +252,14 @@ def _time_groups(rows: list[Row]) -> dict[str, list[Row]]:
     return out
 
 
+def _by_method(sub: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    """(method, ingredients) -> its rows, in label order: one line of a time plot or table."""
+    lines: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in sub:
+        lines[(r.method, _ingredients(r))].append(r)
+    return dict(sorted(lines.items()))
+
+
 def _method_label(method: str, ingredients: str) -> str:
     """'mir', 'mir (mix=cutmix)' or 'mir-plus (augment=..., ...)'."""
     if ingredients.startswith(method):
@@ -270,8 +278,8 @@ def time_table(rows: list[Row]) -> list[str]:
              "|---|---|---:|---|---|" + "---:|" * len(budgets)]
     for sub in groups.values():
         r0 = sub[0]
-        for label in sorted({(r.method, _ingredients(r)) for r in sub}):
-            at = {r.iterations: r for r in sub if (r.method, _ingredients(r)) == label}
+        for label, line in _by_method(sub).items():
+            at = {r.iterations: r for r in line}
             cells = [f"{at[b].mean:.2f} % ({at[b].train_seconds:.0f} s)" if b in at else "-" for b in budgets]
             lines.append(f"| {r0.teacher} | {r0.prune} | {r0.samples} | {_data_of(r0.recipe)} | "
                          f"{_method_label(*label)} | " + " | ".join(cells) + " |")
@@ -356,12 +364,10 @@ def plot(rows: list[Row], out_dir: Path) -> list[Path]:
     plt.close(fig)
     for name, sub in _time_groups(rows).items():
         fig, ax = plt.subplots(figsize=(7, 5.5))
-        for label in sorted({(r.method, _ingredients(r)) for r in sub}):
-            pts = sorted((r.train_seconds, r.mean, r.std, r.iterations) for r in sub
-                         if (r.method, _ingredients(r)) == label)
-            text = _method_label(*label)
+        for label, line in _by_method(sub).items():
+            pts = sorted((r.train_seconds, r.mean, r.std, r.iterations) for r in line)
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
-                        label=text)
+                        label=_method_label(*label))
             for t, acc, _, its in pts:
                 ax.annotate(str(its), (t, acc), fontsize=7, textcoords="offset points", xytext=(4, -10))
         if sub[0].teacher_acc is not None:

@@ -53,6 +53,12 @@ class Method:
     options: ClassVar[dict[str, float | int | str]] = {}
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     ranges: ClassVar[dict[str, str]] = {}
+    #: options that make a run as short as it can be, for tests and dry-run grids (a layer-wise
+    #: method's own step counts, which ``--iterations`` does not bound)
+    quick_options: ClassVar[dict[str, float | int | str]] = {}
+    #: the method whose plain run (no options) a run of this one is measured against in a report's
+    #: ablation table, when this method is a variant of it (``mir-plus`` of ``mir``); None: not one
+    ablation_base: ClassVar[str | None] = None
 
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -61,6 +67,10 @@ class Method:
                       cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool) -> tuple[list[str], list[dict]]:
         """Hook for methods that pick the blocks to drop (``selects_blocks``): the names and a ranking."""
         raise NotImplementedError(f"method '{self.name}' does not choose blocks")
+
+    def summary_lines(self, summary: dict) -> list[str]:
+        """Lines the method adds to the text summary of a run, before the table (e.g. a ranking)."""
+        return []
 
     def option(self, inp: MethodInput, key: str) -> float | int | str:
         default = self.options[key]

@@ -75,6 +75,7 @@ class CrossDistillation(Method):
     finetune = False
     options = {"mu": 0.6, "cd_steps": 400, "cd_lr": 1e-3}
     ranges = {"mu": "[0, 1]", "cd_steps": "[1, inf)", "cd_lr": "(0, inf)"}
+    quick_options = {"cd_steps": 1}
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student.eval()

@@ -55,6 +55,7 @@ class MiR(Method):
     choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES}
     ranges = {"mix_alpha": "(0, inf)", "mix_prob": "(0, 1]", "kd": "[0, inf)", "temperature": "(0, inf)",
               "stages": "[0, inf)"}
+    ablation_base = "mir"   # mir with options is an ablation of plain mir
 
     def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         f = model.forward_features(x)
@@ -112,6 +113,7 @@ class MiRPostPool(MiR):
 
     name = "mir-postpool"
     post_pool = True
+    ablation_base = None
 
 
 @register_method

@@ -98,6 +98,16 @@ class Practise(MiR):
     selects_blocks = True
     options = {**MiR.options, "practise_iterations": 200}   # its final MiR takes the options of mir
     ranges = {**MiR.ranges, "practise_iterations": "[1, inf)"}
+    quick_options = {"practise_iterations": 1}
+    ablation_base = None
+
+    def summary_lines(self, summary: dict) -> list[str]:
+        lines = ["PRACTISE ranking (lower score = dropped first; score = recoverability / MACs saved):"]
+        for i, r in enumerate(summary.get("ranking", []), start=1):
+            mark = "dropped" if r["block"] in summary["dropped_blocks"] else ""
+            lines.append(f"  {i:>2}. {r['block']:<14} recoverability {r['recoverability']:.4g}  "
+                         f"MACs saved {r['macs_saved'] / 1e6:.2f}M  score {r['score']:.3g}  {mark}")
+        return lines
 
     def choose_blocks(self, teacher, samples, config, k, cfg, seed, runtime, progress):
         return select_blocks(teacher, samples, config, k, cfg, seed, progress, runtime)

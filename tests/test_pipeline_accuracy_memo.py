@@ -3,7 +3,8 @@
 import torch
 
 from mimir import pipeline as api
-from mimir.data import DataConfig, LabeledImages
+from mimir.core import DataConfig
+from mimir.data import LabeledImages
 from mimir.engine import Runtime
 from mimir.models import create_model
 
@@ -41,7 +42,7 @@ def test_same_weights_same_named_set_is_evaluated_once(monkeypatch):
 
 def test_fingerprint_sees_buffers_and_structure():
     model, _, _ = _setup()
-    from mimir.models._base import fingerprint
+    from mimir.core import fingerprint
 
     base = fingerprint(model)
     model.bn1.running_mean += 0.1

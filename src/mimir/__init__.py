@@ -8,7 +8,7 @@
 """
 
 from mimir.api import CompressResult, compress, evaluate, export, latency, load_teacher, train_teacher
-from mimir.data import DataConfig
+from mimir.core import DataConfig
 from mimir.errors import MimirError
 from mimir.export import load, load_model, save_model
 from mimir.methods import list_methods

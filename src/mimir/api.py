@@ -11,121 +11,117 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import inspect
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
 
-from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
+from mimir.core import DataConfig
+from mimir.core.references import in_memory_name
+from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
+from mimir.data.sources import FASHION, load_eval_data, load_samples
 from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
-from mimir.evaluate import compare_latency, count_macs_params, latency_ms
+from mimir.evaluate import compare_latency, count_macs_params, latency_ms, measure_model
+from mimir.evaluate.accuracy import eval_batches
 from mimir.evaluate.latency import RUNTIMES
-from mimir.export.checkpoint import FORMAT, model_from_payload, read_checkpoint, save_model
+from mimir.export.checkpoint import FORMAT, save_model
 from mimir.models import is_model, list_models
-from mimir.pipeline import CompressResult, measure_model, run_recipe
-from mimir.recipe import Recipe, load_recipe
-from mimir.resolve import FASHION, IMAGENET, in_memory_name, load_eval_data, load_samples, load_teacher
+from mimir.pipeline import CompressResult, run_recipe
+from mimir.recipe import Recipe, load_recipe, recipe_defaults
+from mimir.recipe import settings as recipe_settings
+from mimir.resolve import is_own_code, load_teacher, resolve_model
 
 __all__ = ["CompressResult", "compress", "evaluate", "export", "latency", "load_eval_data", "load_samples",
            "load_teacher", "train_teacher"]
 
 
-def _name_of(obj: object) -> str:
-    return str(obj) if isinstance(obj, (str, Path)) else in_memory_name(obj)
+def _recipe_fields(teacher: object, data: object, settings: dict, named: bool) -> dict:
+    """The recipe fields of ``compress``'s arguments: paths as text, in-memory objects by name
+    (``named`` False: objects stand in for what a given recipe names, which keeps its names)."""
+    unknown = sorted(set(settings) - set(recipe_settings()))
+    if unknown:
+        raise MimirError(f"compress() got an unknown setting '{unknown[0]}'",
+                         f"the settings are the recipe's fields: {', '.join(recipe_settings())}")
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()}
+    for key, value in (("teacher", teacher), ("data", data), ("eval_data", settings.get("eval_data"))):
+        if isinstance(value, (nn.Module, UnlabeledImages, LabeledImages, LabeledImageFiles)):
+            if named:
+                given[key] = in_memory_name(value)
+            else:
+                given.pop(key, None)
+        elif value is not None:
+            given[key] = str(value)
+    if isinstance(given.get("options"), Mapping):
+        given["options"] = dict(given["options"])
+    return given
 
 
-def compress(
-    teacher: str | nn.Module = "resnet20",
-    data: str | Path | UnlabeledImages | LabeledImages = FASHION,
-    samples: int = 500,
-    extra_data: str | Path | None = None,
-    seed: int = 0,
-    prune: str = "channels:0.5",
-    method: str = "mir",
-    round_to: int | None = None,
-    importance: str = "l1",
-    global_pruning: bool = False,
-    iterations: int = 2000,
-    batch_size: int = 64,
-    lr: float | None = None,
-    balanced: bool = False,
-    weights: str | Path | None = None,
-    feature_layer: str | None = None,
-    data_config: DataConfig | None = None,
-    input_size: int | None = None,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-    interpolation: str | None = None,
-    options: dict | None = None,
-    eval_data: str | Path | LabeledImages | LabeledImageFiles | None = "auto",
-    device: str = "auto",
-    precision: str = "fp32",
-    compile: bool = False,
-    progress: bool = True,
-    out: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-    recipe: Recipe | str | Path | None = None,
-    latency: bool = False,
-) -> CompressResult:
+def compress(teacher: str | Path | nn.Module | None = None, data: object = None, *,
+             recipe: Recipe | str | Path | None = None, progress: bool = True, out: str | Path | None = None,
+             checkpoint: str | Path | None = None, checkpoint_every: int = 0, resume: bool = False,
+             latency: bool = False, trust_code: bool = False, **settings) -> CompressResult:
     """Prune ``teacher`` with ``prune``, train the student with ``method`` on ``samples`` images of
     ``data`` drawn with ``seed``, and measure teacher, pruned and compressed models.
 
-    ``data`` may also be ``"synthetic:N"``: N images synthesised from the teacher alone.
-    ``extra_data`` adds unlabeled images to the samples: a folder (e.g. out of domain) or ``"synthetic:N"``.
-    ``prune`` is a scheme (see :mod:`mimir.prune.schemes`); channel schemes also take ``round_to``,
-    ``importance`` (l1, l2, fpgm, lamp, taylor) and ``global_pruning``. ``input_size``, ``mean``,
-    ``std`` and ``interpolation`` override the teacher's own input settings (a model nothing
-    describes gets announced assumptions). ``options`` are method settings (e.g. ``{"temperature": 4}`` for KD, ``{"mu": 0.6}`` for CD; see each
-    method's docstring); an unknown one is an error. ``eval_data`` (labelled: ``"fashion-mnist"`` or an
-    ImageNet-style folder) gives accuracies; ``"auto"`` means the Fashion-MNIST test set when ``data`` is
-    Fashion-MNIST, otherwise none. ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda`` or
-    ``cuda:N``; ``precision`` ``fp32``, ``bf16`` or ``fp16`` (autocast; fp16 with a gradient scaler).
+    Every setting is a keyword argument named after its :class:`~mimir.recipe.Recipe` field
+    (listed below, with defaults); ``teacher`` may also be an ``nn.Module``, ``data`` an image set
+    (:class:`~mimir.data.UnlabeledImages` or :class:`~mimir.data.LabeledImages`) and ``eval_data``
+    a labelled one (``None``: no evaluation). ``recipe`` (a :class:`~mimir.recipe.Recipe`, a YAML
+    file or a model saved by mimir) gives every setting at once; settings passed as well override
+    it, and in-memory objects it names must be passed again.
 
-    ``recipe`` (a :class:`~mimir.recipe.Recipe`, a YAML file or a model saved by mimir) replaces all the
-    settings above (``teacher`` / ``data`` may still pass in-memory objects it refers to).
-    ``checkpoint_every`` N writes a resumable checkpoint every N iterations to ``checkpoint`` (default:
-    ``out`` + ``.ckpt``); ``resume`` continues from it. Everything is validated before any training
-    starts, and ``out`` is written only at the end. ``latency`` also times teacher and student in
-    ONNX Runtime (batch 1, one thread, interleaved; ``summary["latency"]``).
+    ``checkpoint_every`` N writes a resumable checkpoint every N iterations to ``checkpoint``
+    (default: ``out`` + ``.ckpt``); ``resume`` continues from it. Everything is validated before any
+    training starts, and ``out`` is written only at the end. ``latency`` also times teacher and
+    student in ONNX Runtime (batch 1, one thread, interleaved; ``summary["latency"]``).
+    ``trust_code`` lets a file of a user's own model import the ``MODULE:CALLABLE`` it names.
     """
-    module = teacher if isinstance(teacher, nn.Module) else None
-    data_obj = data if isinstance(data, (UnlabeledImages, LabeledImages)) else None
-    eval_obj = eval_data if isinstance(eval_data, (LabeledImages, LabeledImageFiles)) else "auto"
+    evaluation = settings.get("eval_data")
+    eval_obj = evaluation if isinstance(evaluation, (LabeledImages, LabeledImageFiles)) else "auto"
+    given = _recipe_fields(teacher, data, settings, named=recipe is None)
     if recipe is not None:
-        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, trust_code=trust_code)
+        recipe = Recipe.from_dict({**recipe.to_dict(), **given}, source="compress()") if given else recipe
     else:
-        recipe = Recipe(
-            teacher=_name_of(teacher), weights=str(weights) if weights is not None else None,
-            feature_layer=feature_layer, data=_name_of(data),
-            extra_data=str(extra_data) if extra_data is not None else None,
-            eval_data=None if eval_data is None else (str(eval_data) if eval_obj == "auto" else _name_of(eval_data)),
-            samples=samples, seed=seed, balanced=balanced, prune=prune, method=method, options=dict(options or {}),
-            round_to=round_to, importance=importance, global_pruning=global_pruning,
-            iterations=iterations, batch_size=batch_size, lr=lr, input_size=input_size, data_config=data_config,
-            mean=mean, std=std, interpolation=interpolation,
-            device=device, precision=precision, compile=compile)
+        recipe = Recipe.from_dict(given, source="compress()")
     ckpt = None
     if checkpoint_every or resume or checkpoint is not None:
         if checkpoint is None and out is None:
             raise MimirError("checkpoints need a file name", "pass --checkpoint FILE (or --out, which puts it beside)")
         ckpt = Checkpointing(Path(checkpoint if checkpoint is not None else f"{out}.ckpt"), checkpoint_every, resume,
                              tag=recipe.key)
-    return run_recipe(recipe, teacher=module, data=data_obj, eval_data=eval_obj, progress=progress, out=out,
-                      checkpoint=ckpt, latency=latency)
+    return run_recipe(recipe, teacher=teacher if isinstance(teacher, nn.Module) else None,
+                      data=data if isinstance(data, (UnlabeledImages, LabeledImages)) else None, eval_data=eval_obj,
+                      progress=progress, out=out, checkpoint=ckpt, latency=latency, trust_code=trust_code)
+
+
+def _with_settings_in_signature(fn):
+    """Show every recipe setting in ``fn``'s signature and docstring (``help(mimir.compress)``)."""
+    sig = inspect.signature(fn)
+    defaults = recipe_defaults()
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    taken = {p.name for p in params}
+    for name, s in recipe_settings().items():
+        if name not in taken:
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name]))
+    fn.__signature__ = sig.replace(parameters=params)
+    fn.__doc__ += "\n    Settings:\n\n" + "\n".join(
+        f"    - ``{name}`` (default ``{defaults[name]!r}``): {s.help}" for name, s in recipe_settings().items()) + "\n"
+    return fn
+
+
+compress = _with_settings_in_signature(compress)
 
 
 def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | LabeledImageFiles = FASHION,
              data_config: DataConfig | None = None, latency: bool = False, progress: bool = True,
-             device: str = "auto", precision: str = "fp32") -> dict:
-    """Accuracy, parameters and MACs (and optionally CPU latency) of a model or mimir file."""
-    if isinstance(model, nn.Module):
-        net, config = model.eval(), data_config or IMAGENET
-    else:
-        net, config = load_teacher(str(model))
+             device: str = "auto", precision: str = "fp32", trust_code: bool = False) -> dict:
+    """Accuracy, parameters and MACs (and optionally CPU latency) of a model reference (see
+    :func:`mimir.resolve.resolve_model`: a mimir file, a registry name, an ``nn.Module``...)."""
+    net, config = load_teacher(model, data_config=data_config, trust_code=trust_code)
     runtime = resolve_runtime(device, precision)
     runtime.model(net)
     eval_set = load_eval_data(data, config, flag="--data")
@@ -136,39 +132,27 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
     return result
 
 
-def _load_shipped(model: str | Path, weights: str | Path | None = None,
-                  input_size: int | None = None) -> tuple[nn.Module, DataConfig, dict]:
-    """(model, data config, what its file records) for a mimir file, a registry name with its
-    bundled teacher or a weights file, or a user's ``MODULE:CALLABLE`` (whose input size must be
-    given: a fixed-size export of a guessed size would be wrong without a word)."""
-    path = Path(str(model))
-    payload = read_checkpoint(path) if weights is None and path.is_file() else {}
-    if payload.get("format") == FORMAT:
-        net, config, info = model_from_payload(payload, path)
-    else:
-        own = not is_model(str(model)) and ":" in str(model) and not path.exists()
-        if own and input_size is None:
-            raise MimirError(f"the input size of '{model}' is unknown", "pass --input-size N (pixels, square)")
-        net, config = load_teacher(str(model), weights, given={"input_size": input_size})
-        info = {}
-    if input_size is not None:
-        config = replace(config, input_size=input_size)
-    return net, config, info
+def _load_shipped(model: str | Path, weights: str | Path | None = None, input_size: int | None = None,
+                  trust_code: bool = False) -> tuple[nn.Module, DataConfig, dict]:
+    """(model, data config, what its file records) of a model to export or time; a user's
+    ``MODULE:CALLABLE`` needs its input size given (a fixed-size export of a guessed size would be
+    wrong without a word)."""
+    if is_own_code(str(model)) and input_size is None:
+        raise MimirError(f"the input size of '{model}' is unknown", "pass --input-size N (pixels, square)")
+    r = resolve_model(str(model), weights, given={"input_size": input_size}, trust_code=trust_code)
+    return r.model, r.config, r.info
 
 
 def _parity_inputs(config: DataConfig, info: dict, count: int = 256) -> tuple[torch.Tensor, str]:
     """Normalised images to compare ONNX Runtime with PyTorch on: the model's own evaluation data,
     else Fashion-MNIST's test set for 1-channel 28 px models, else random inputs."""
-    from mimir.data.transforms import center_crop, normalize
-    from mimir.evaluate.accuracy import _batches
-
     name = (info.get("recipe") or {}).get("eval_data")
     if not (name == FASHION or (name and Path(name).is_dir())):
         name = FASHION if (config.in_chans, config.input_size) == (1, 28) else None
     if name is not None:
         try:
             data = load_eval_data(name, config)
-            images, _ = next(iter(_batches(data, count)))
+            images, _ = next(iter(eval_batches(data, count)))
             return normalize(center_crop(images, config.input_size), config), f"{len(images)} images of {name}"
         except MimirError:
             pass  # e.g. Fashion-MNIST not installed: fall back to random inputs, and say so
@@ -181,7 +165,7 @@ EXPORT_FORMATS = ("onnx", "safetensors", "pt")
 
 
 def export(model: str | Path, out: str | Path, format: str | None = None, weights: str | Path | None = None,
-           input_size: int | None = None) -> dict:
+           input_size: int | None = None, trust_code: bool = False) -> dict:
     """Write ``model`` (a mimir file, a registry name with its bundled teacher or ``weights``, or a
     user's ``MODULE:CALLABLE`` with ``input_size``) as ``format``: ``onnx`` (checked against PyTorch
     in ONNX Runtime; the check's figures are returned), ``safetensors`` or ``pt``. The format
@@ -194,7 +178,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
         raise MimirError(f"unknown export format '{format}'", f"use --format {', '.join(EXPORT_FORMATS)}")
     if not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
-    net, config, info = _load_shipped(model, weights, input_size)
+    net, config, info = _load_shipped(model, weights, input_size, trust_code)
     result = {"model": str(model), "format": format, "out": str(out)}
     if format != "onnx":
         save_model(out, net, config, info.get("dropped_blocks", []), info=info)
@@ -210,7 +194,7 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
 
 def latency(model: str | Path, against: str | Path | None = None, weights: str | Path | None = None,
             runtimes: tuple[str, ...] = RUNTIMES, batches: tuple[int, ...] = (1, 64), threads: int = 1,
-            seconds: float = 1.0, input_size: int | None = None) -> dict:
+            seconds: float = 1.0, input_size: int | None = None, trust_code: bool = False) -> dict:
     """Latency of ``model`` against its teacher (``against``, default: the teacher its file records),
     timed interleaved on the CPU (see :mod:`mimir.evaluate.latency`), and the MAC ratio beside it."""
     for r in runtimes:
@@ -220,15 +204,15 @@ def latency(model: str | Path, against: str | Path | None = None, weights: str |
         raise MimirError(f"batch sizes must be positive (got {list(batches)})", "pass e.g. --batch 1,64")
     if threads < 1:
         raise MimirError(f"--threads must be at least 1 (got {threads})", "pass e.g. --threads 1")
-    net, config, info = _load_shipped(model, weights, input_size)
+    net, config, info = _load_shipped(model, weights, input_size, trust_code)
     recipe = info.get("recipe") or {}
     if against is None:
         against = recipe.get("teacher")
         if against is None or str(against).startswith("<"):
             raise MimirError(f"'{model}' records no teacher to compare with", "pass --against TEACHER")
-        teacher, _ = load_teacher(str(against), recipe.get("weights"))
+        teacher, _ = load_teacher(str(against), recipe.get("weights"), trust_code=trust_code)
     else:
-        teacher, _ = load_teacher(str(against))
+        teacher, _ = load_teacher(str(against), trust_code=trust_code)
     x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
     macs, _ = count_macs_params(net, x)
     teacher_macs, _ = count_macs_params(teacher, x)

@@ -7,12 +7,9 @@ import json
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING
 
 from mimir.errors import MimirError
-
-if TYPE_CHECKING:
-    from mimir.recipe import Recipe
+from mimir.recipe import Recipe, add_recipe_flags, flag_of, load_recipe, recipe_defaults, recipe_from_flags, settings
 
 
 def _add_train_teacher(sub) -> None:
@@ -45,117 +42,47 @@ def _run_train_teacher(args) -> int:
     return 0
 
 
-def _add_runtime(p, defaults: bool = True) -> None:
-    """--device / --precision; ``defaults=False`` for compress, whose unset flags come from the recipe."""
-    p.add_argument("--device", help="auto (CUDA when available; default), cpu, cuda or cuda:N",
-                   default="auto" if defaults else argparse.SUPPRESS)
-    p.add_argument("--precision", help="fp32 (default), bf16 or fp16: autocast for training and evaluation "
-                                       "(fp16 with a gradient scaler)", default="fp32" if defaults else argparse.SUPPRESS)
+def _add_runtime(p) -> None:
+    """--device / --precision, declared with the recipe's fields of those names."""
+    for name in ("device", "precision"):
+        p.add_argument(flag_of(name), default=recipe_defaults()[name],
+                       help=f"{settings()[name].help} (default: {recipe_defaults()[name]})")
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
-
-
-def _add_input_settings(p) -> None:
-    """--mean / --std / --interpolation: what a model's file, timm's config, or nothing may not say."""
-    p.add_argument("--mean", type=_floats, metavar="M[,M,M]",
-                   help="per-channel input mean (default: the teacher's file or timm config)")
-    p.add_argument("--std", type=_floats, metavar="S[,S,S]",
-                   help="per-channel input std (default: the teacher's file or timm config)")
-    p.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"],
-                   help="resize interpolation for image folders (default: the teacher's own)")
+def _add_trust_code(p) -> None:
+    p.add_argument("--trust-code", action="store_true", default=False,
+                   help="let a saved file of your own model import and call the MODULE:CALLABLE it names "
+                        "(a file never runs code otherwise)")
 
 
 def _add_compress(sub) -> None:
-    # every recipe flag defaults to "not given", so that --recipe FILE supplies it unless the flag overrides it
+    # the recipe's flags come from its declarations (mimir.recipe); each defaults to "not given", so
+    # that --recipe FILE supplies it unless the flag overrides it
     p = sub.add_parser("compress", help="prune a teacher and train the student on a few unlabeled images",
-                       argument_default=argparse.SUPPRESS,
                        description="Prune TEACHER, train the student with METHOD on N few samples, "
                                    "measure teacher / pruned / compressed, and optionally save the result. "
                                    "Every setting is recorded in the saved file as its recipe.")
     p.add_argument("--recipe", help="take every setting from a YAML recipe or a model saved by mimir; "
                                     "flags given as well override it")
-    p.add_argument("--teacher",
-                   help="registry name (bundled trained teacher, or --weights), a mimir checkpoint, or "
-                        "MODULE:CALLABLE returning your own nn.Module (default: resnet20)")
-    p.add_argument("--weights", help="plain state-dict file for a registry --teacher (e.g. torchvision weights)")
-    p.add_argument("--feature-layer", help="(own models only) module whose output is the pre-pool feature map "
-                                           "(default: the input of the final global pooling)")
-    p.add_argument("--input-size", type=int, help="square input size in pixels (default: the teacher's own)")
-    _add_input_settings(p)
-    p.add_argument("--data", help="'fashion-mnist', a folder of images, or synthetic:N (N images synthesised from "
-                                  "the teacher's BatchNorm statistics, for when there are none) (default: fashion-mnist)")
-    p.add_argument("--extra-data", help="unlabeled images added to the few samples: a folder (e.g. out-of-domain "
-                                        "images; labels, if any, are never read) or synthetic:N")
-    p.add_argument("--eval-data",
-                   help="labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, or 'none' "
-                        "(default: the Fashion-MNIST test set when --data is fashion-mnist)")
-    p.add_argument("--samples", type=int, help="number of few samples (default: 500)")
-    p.add_argument("--seed", type=int, help="seed for the sample draw and training (default: 0)")
-    p.add_argument("--balanced", action="store_true", help="draw the same number of images per class")
-    p.add_argument("--prune",
-                   help="channels:R (channels no residual addition or the head ties: block inner widths, MLP "
-                        "hidden width and attention heads), channels:LAYER=R,... (per-layer ratios), channels-all:R "
-                        "(also those residual additions tie, but not the head's), macs:F / macs-all:F (prune to F "
-                        "of the teacher's MACs), blocks:NAME,NAME, attention:NAME,NAME (drop transformer blocks' "
-                        "attention), or blocks:auto:K with --method practise (default: channels:0.5)")
-    p.add_argument("--round-to", type=int, metavar="K",
-                   help="with channels:R / channels-all:R: keep a multiple of K channels in every pruned layer "
-                        "(CPU kernels work on blocks of 8 or 16 channels)")
-    p.add_argument("--importance", help="channel ranking (Torch-Pruning): l1 (default: the filter's L1 norm), l2, "
-                                        "fpgm, lamp, or taylor (curvature of the label-free MiR loss on the samples)")
-    p.add_argument("--global", dest="global_pruning", action="store_true",
-                   help="rank the channels of all layers together (layers lose different fractions)")
-    p.add_argument("--method", help="compression method (default: mir); see 'mimir methods'")
-    p.add_argument("--iterations", type=int, help="training iterations (default: 2000)")
-    p.add_argument("--batch-size", type=int, help="global batch size (default: 64; min(64, samples) in effect)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the method's own)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a method setting, e.g. temperature=4 (kd), mu=0.6 or cd_steps=400 (cd), "
-                        "practise_iterations=200 (practise); repeatable; 'mimir methods' lists them")
-    _add_runtime(p, defaults=False)
-    p.add_argument("--compile", action="store_true", help="torch.compile the trained model (slow to start)")
+    add_recipe_flags(p)
     p.add_argument("--out", help="write the compressed model here (.pt, loadable with weights_only=True)")
-    p.add_argument("--checkpoint", help="training checkpoint file (default: OUT.ckpt, or mimir-RECIPEKEY.ckpt "
-                                        "without --out); written on Ctrl-C and every --checkpoint-every N")
+    p.add_argument("--checkpoint", help="training checkpoint file (default: OUT.ckpt); written every "
+                                        "--checkpoint-every N iterations and on Ctrl-C")
     p.add_argument("--checkpoint-every", type=int, default=0, help="write the checkpoint every N iterations")
     p.add_argument("--resume", action="store_true", default=False,
                    help="continue the interrupted run from its checkpoint")
+    _add_trust_code(p)
     p.add_argument("--json", action="store_true", default=False,
                    help="print the summary as one JSON object on stdout")
     p.add_argument("--no-latency", action="store_true", default=False,
                    help="skip timing teacher and student in ONNX Runtime (batch 1, one thread) at the end")
 
 
-_NOT_RECIPE = {"command", "recipe", "option", "out", "checkpoint", "checkpoint_every", "resume", "json", "no_latency"}
-
-
-def recipe_from_args(args) -> "Recipe":
+def recipe_from_args(args) -> Recipe:
     """The recipe the flags describe: ``--recipe FILE`` (if given) with every given flag on top."""
-    from mimir.recipe import Recipe, load_recipe
-
-    base = load_recipe(args.recipe).to_dict() if getattr(args, "recipe", None) else {}
-    given = {k: v for k, v in vars(args).items() if k not in _NOT_RECIPE}
-    if given.get("eval_data") == "none":
-        given["eval_data"] = None
-    if getattr(args, "option", None):
-        given["options"] = {**base.get("options", {}), **parse_options(args.option)}
-    return Recipe.from_dict({**base, **given}, source="the command line")
-
-
-def parse_options(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings as a dict of strings; the method's declared options give them their types."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise MimirError(f"--option '{item}' is not KEY=VALUE", "write e.g. --option temperature=4")
-        options[key] = value
-    return options
+    base = load_recipe(args.recipe, trust_code=getattr(args, "trust_code", False)) \
+        if getattr(args, "recipe", None) else None
+    return recipe_from_flags(vars(args), base)
 
 
 def _fmt_acc(v) -> str:
@@ -193,28 +120,29 @@ def _run_compress(args) -> int:
 
     recipe = recipe_from_args(args)
     out = getattr(args, "out", None)
-    checkpoint = getattr(args, "checkpoint", None) or (f"{out}.ckpt" if out else f"mimir-{recipe.key}.ckpt")
+    # a checkpoint goes beside --out, or where --checkpoint says; in the current folder only when
+    # --checkpoint-every (or --resume) asks for one without either (Ctrl-C alone never drops one there)
+    checkpoint = getattr(args, "checkpoint", None) or (f"{out}.ckpt" if out else None)
+    if checkpoint is None and (args.checkpoint_every or args.resume):
+        checkpoint = f"mimir-{recipe.key}.ckpt"
     if not args.json and os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 speaks for all
         length = f"{recipe.iterations} iterations" if get_method(recipe.method).iterative else "no SGD iterations"
         print(f"mimir compress: teacher {recipe.teacher}, method {recipe.method}, prune {recipe.prune}, "
               f"{recipe.samples} samples of {recipe.data} (seed {recipe.seed}), {length}", flush=True)
     result = api.compress(recipe=recipe, progress=not args.json, out=out, checkpoint=checkpoint,
-                          checkpoint_every=args.checkpoint_every, resume=args.resume, latency=not args.no_latency)
+                          checkpoint_every=args.checkpoint_every, resume=args.resume, latency=not args.no_latency,
+                          trust_code=args.trust_code)
     if not result.summary:   # a torchrun process other than rank 0: rank 0 reports
         return 0
     summary = result.summary
     if args.json:
         print(json.dumps(summary))
         return 0
-    if "ranking" in summary:
-        print("PRACTISE ranking (lower score = dropped first; score = recoverability / MACs saved):")
-        for i, r in enumerate(summary["ranking"], start=1):
-            mark = "dropped" if r["block"] in summary["dropped_blocks"] else ""
-            print(f"  {i:>2}. {r['block']:<14} recoverability {r['recoverability']:.4g}  "
-                  f"MACs saved {r['macs_saved'] / 1e6:.2f}M  score {r['score']:.3g}  {mark}")
+    for line in get_method(recipe.method).summary_lines(summary):
+        print(line)
     print(summary_table(summary))
     if summary["used_labels"]:
-        print(f"note: method '{args.method}' used the labels of the {args.samples} samples")
+        print(f"note: method '{recipe.method}' used the labels of the {recipe.samples} samples")
     print(f"trained in {summary['train_seconds']:.0f} s ({summary['iterations']} iterations), "
           f"{summary['wall_seconds']:.0f} s in all")
     if "training" in summary:
@@ -233,6 +161,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (its test set) or an ImageNet-style folder")
     p.add_argument("--latency", action="store_true", help="also time one forward pass on the CPU")
     _add_runtime(p)
+    _add_trust_code(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -240,7 +169,7 @@ def _run_evaluate(args) -> int:
     from mimir import api
 
     result = api.evaluate(args.model, data=args.data, latency=args.latency, progress=not args.json,
-                          device=args.device, precision=args.precision)
+                          device=args.device, precision=args.precision, trust_code=args.trust_code)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -272,6 +201,7 @@ def _add_model_source(p) -> None:
     p.add_argument("--weights", help="plain state-dict file for --teacher (as in compress)")
     p.add_argument("--input-size", type=int, help="square input size in pixels (needed for MODULE:CALLABLE; "
                                                   "default: the model's own)")
+    _add_trust_code(p)
 
 
 def _model_arg(args) -> str:
@@ -286,7 +216,7 @@ def _run_export(args) -> int:
     from mimir import api
 
     result = api.export(_model_arg(args), args.out, format=args.format, weights=args.weights,
-                        input_size=args.input_size)
+                        input_size=args.input_size, trust_code=args.trust_code)
     if args.json:
         print(json.dumps(result))
     elif result["format"] == "onnx":
@@ -327,7 +257,7 @@ def _run_latency(args) -> int:
     runtimes = ("onnxruntime", "torch") if args.runtime == "both" else (args.runtime,)
     result = api.latency(_model_arg(args), against=args.against, weights=args.weights, runtimes=runtimes,
                          batches=_int_list(args.batch, "--batch"), threads=args.threads, seconds=args.seconds,
-                         input_size=args.input_size)
+                         input_size=args.input_size, trust_code=args.trust_code)
     if args.json:
         print(json.dumps(result))
         return 0

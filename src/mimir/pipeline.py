@@ -17,19 +17,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mimir.data import DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages
-from mimir.data.transforms import center_crop, normalize
+from mimir.core import DataConfig
+from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
+from mimir.data.sources import FASHION, load_eval_data, load_extra_data, load_samples
 from mimir.data.synthetic import parse_synthetic
 from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
-from mimir.evaluate import accuracy, compare_latency, count_macs_params, feature_mse
+from mimir.evaluate import feature_mse, measure_latency, measure_model
 from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
-from mimir.models._base import fingerprint
 from mimir.prune import parse_scheme, prune
 from mimir.recipe import Recipe
-from mimir.resolve import FASHION, load_eval_data, load_extra_data, load_samples, load_teacher
+from mimir.resolve import load_teacher
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Run:
     out: Path | None = None
     checkpoint: Checkpointing | None = None
     latency: bool = False                            # time teacher and student in ONNX Runtime (measure)
+    trust_code: bool = False                         # a teacher file may import the code it names
     teacher_module: nn.Module | None = None          # an in-memory teacher given to the API
     data_source: object = None                       # in-memory samples given to the API
     eval_source: object = "auto"
@@ -86,9 +87,13 @@ class Run:
                            device=self.runtime.device)
 
     def train_config(self) -> TrainConfig:
-        cfg = TrainConfig(iterations=self.recipe.iterations, batch_size=self.recipe.batch_size,
-                          extra=dict(self.recipe.options))
+        cfg = TrainConfig(iterations=self.recipe.iterations, batch_size=self.recipe.batch_size)
         return cfg.with_(lr=self.recipe.lr) if self.recipe.lr is not None else cfg
+
+    def method_input(self, student: nn.Module | None, samples: LabeledImages | UnlabeledImages) -> MethodInput:
+        """What the method is given: teacher, student, the samples, its own options and the run's settings."""
+        return MethodInput(self.teacher, student, samples, self.config, self.train_config(), self.recipe.seed,
+                           dict(self.recipe.options), self.progress, self.arch, self.runtime, self.checkpoint)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -97,7 +102,8 @@ def resolve_teacher(run: Run) -> None:
     teacher = run.teacher_module if run.teacher_module is not None else r.teacher
     if isinstance(teacher, nn.Module):
         teacher = copy.deepcopy(teacher)  # the run moves it to the device: the caller's module stays as it was
-    run.teacher, run.config = load_teacher(teacher, r.weights, r.feature_layer, r.data_config, r.input_settings())
+    run.teacher, run.config = load_teacher(teacher, r.weights, r.feature_layer, r.data_config, r.input_settings(),
+                                           trust_code=run.trust_code)
 
 
 def draw_samples(run: Run) -> None:
@@ -134,18 +140,15 @@ def prune_student(run: Run) -> None:
     run.runtime.model(run.teacher)
     if scheme.auto_k:  # the method chooses the blocks (PRACTISE), on the unlabeled samples
         started = time.perf_counter()
-        names, ranking = run.method.choose_blocks(run.teacher, run.unlabeled, run.config, scheme.auto_k,
-                                                  run.train_config(), run.recipe.seed, run.runtime, run.progress)
+        names, ranking = run.method.choose_blocks(run.method_input(None, run.unlabeled), scheme.auto_k)
         scheme = parse_scheme("blocks:" + ",".join(names))
         run.summary["ranking"] = ranking
         run.seconds["select"] = time.perf_counter() - started
     r = run.recipe
-    images = None
-    if r.importance == "taylor":  # scored on the few samples themselves (eval view, no labels)
-        images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
-        images = images.to(run.runtime.device)
+    # the few samples in their evaluation view, for a criterion that scores channels on data (taylor)
+    images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
     run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=r.round_to, importance=r.importance,
-                                  global_pruning=r.global_pruning, images=images)
+                                  global_pruning=r.global_pruning, images=images.to(run.runtime.device))
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
 
@@ -153,8 +156,7 @@ def prune_student(run: Run) -> None:
 def train_student(run: Run) -> None:
     given = run.few if run.method.needs_labels else run.unlabeled
     started = time.perf_counter()
-    inp = MethodInput(run.teacher, run.student, given, run.config, run.train_config(), run.recipe.seed,
-                      run.progress, run.arch, run.runtime, run.checkpoint)
+    inp = run.method_input(run.student, given)
     run.model = run.method(inp)
     if inp.logs and dist.is_main():
         run.summary["training"] = inp.logs[-1].to_dict()
@@ -189,64 +191,21 @@ def save(run: Run) -> None:
 STAGES = (resolve_teacher, draw_samples, prune_student, train_student, measure, save)
 
 
-# ----------------------------------------------------------------------------- measuring
-_ACCURACY_MEMO: dict[tuple, float] = {}
-
-
-def _accuracy(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles, config: DataConfig, runtime: Runtime,
-              progress: bool, desc: str, eval_key: str | None) -> float:
-    """Top-1 accuracy; with ``eval_key`` (a named evaluation set) computed once per process for
-    identical weights (a grid evaluates the same teacher and pruned student in many cells)."""
-    compute = lambda: accuracy(model, eval_set, config, progress=progress, desc=desc, runtime=runtime)  # noqa: E731
-    if eval_key is None:
-        return compute()
-    key = (fingerprint(model), eval_key, len(eval_set), config.input_size, config.mean, config.std,
-           str(runtime.device), runtime.precision)
-    if key not in _ACCURACY_MEMO:
-        _ACCURACY_MEMO[key] = compute()
-    return _ACCURACY_MEMO[key]
-
-
-def measure_model(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles | None, config: DataConfig,
-                  example: torch.Tensor, runtime: Runtime, progress: bool, desc: str = "evaluate",
-                  eval_key: str | None = None) -> dict:
-    """Accuracy (when there is labelled data), parameters and MACs of one model."""
-    macs, params = count_macs_params(model, example)
-    acc = None if eval_set is None else _accuracy(model, eval_set, config, runtime, progress, desc, eval_key)
-    return {"accuracy": acc, "params": params, "macs": macs}
-
-
-LATENCY = {"runtime": "onnxruntime", "batch": 1, "threads": 1}
-
-
-def measure_latency(model: nn.Module, teacher: nn.Module, config: DataConfig) -> dict | None:
-    """Teacher and student latency in ONNX Runtime (batch 1, one thread, interleaved), or None with
-    a warning when the model cannot be exported (the trained model is not lost for that)."""
-    import warnings
-
-    try:
-        timing = compare_latency(model, teacher, config, (LATENCY["runtime"],), (LATENCY["batch"],),
-                                 LATENCY["threads"])
-    except MimirError as err:
-        warnings.warn(f"latency not measured: {err}")
-        return None
-    return {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
-
-
 # ----------------------------------------------------------------------------- running
 def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object = None, eval_data: object = "auto",
                progress: bool = True, out: str | Path | None = None, checkpoint: Checkpointing | None = None,
-               latency: bool = False) -> CompressResult:
+               latency: bool = False, trust_code: bool = False) -> CompressResult:
     """Run every stage of ``recipe``. ``teacher`` / ``data`` / ``eval_data`` are in-memory objects
     that stand in for the recipe's names (the Python API's ``nn.Module`` and image sets); ``latency``
-    also times teacher and student in ONNX Runtime (``summary["latency"]``)."""
+    also times teacher and student in ONNX Runtime (``summary["latency"]``); ``trust_code`` lets a
+    teacher file of a user's own model import the code it names."""
     if out is not None and not Path(out).parent.exists():
         raise MimirError(f"output folder '{Path(out).parent}' does not exist", "create it or choose another --out")
     runtime = resolve_runtime(recipe.device, recipe.precision, recipe.compile)
     owned = dist.init_from_env(runtime.device)
     try:
         run = Run(recipe, runtime, get_method(recipe.method), progress and dist.is_main(),
-                  Path(out) if out is not None else None, checkpoint, latency, teacher, data, eval_data)
+                  Path(out) if out is not None else None, checkpoint, latency, trust_code, teacher, data, eval_data)
         run.summary.update(_header(run))
         for stage in STAGES:
             stage(run)

@@ -1,21 +1,36 @@
-"""A recipe: every setting of one compression run, in one frozen object.
+"""A recipe: every setting of one compression run, in one frozen object - and the one list of settings.
 
-The CLI builds it from flags, the Python API from keyword arguments, a benchmark cell from its
-YAML; the saved model records it, so a compressed file says exactly how to make it again
-(``mimir compress --recipe model.pt`` or ``--recipe recipe.yaml``). A recipe is validated when it
-is made: an invalid one cannot exist, and every problem is a one-line error naming the field.
+Each field of :class:`Recipe` is declared once, with its type, default, valid values and help text
+(:func:`setting`). Everything else is derived from those declarations: the ``mimir compress`` flags
+(:func:`add_recipe_flags`), the keyword arguments of :func:`mimir.compress`, the keys of a benchmark
+grid (:mod:`mimir.bench.config`) and the saved file (``to_dict`` / ``from_dict``), so adding a
+setting is one edit here. A saved model records its recipe, so a compressed file says exactly how
+to make it again (``mimir compress --recipe model.pt`` or ``--recipe recipe.yaml``). A recipe is
+validated when it is made: an invalid one cannot exist, and every problem is a one-line error
+naming the field.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-from dataclasses import MISSING, dataclass, field, fields, replace
+import types
+import typing
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from mimir.data.transforms import DataConfig
+import yaml
+
+from mimir.core import INTERPOLATIONS, DataConfig
+from mimir.data.synthetic import parse_synthetic
+from mimir.engine.runtime import PRECISIONS
 from mimir.errors import MimirError
+from mimir.export.checkpoint import read_checkpoint
+from mimir.methods import check_options, get_method, list_methods
+from mimir.prune import IMPORTANCES, parse_scheme
+from mimir.resolve import is_own_code
 
 #: fields of the benchmark cells written before recipes existed; a cell's key hashes these, plus
 #: any later field that differs from its default, so results files written then keep their keys
@@ -24,99 +39,181 @@ _KEYED_ALWAYS = ("teacher", "weights", "prune", "method", "samples", "seed", "it
 
 
 @dataclass(frozen=True)
+class Setting:
+    """How one recipe field is given and checked.
+
+    ``check(value)`` returns what is wrong ("must be at least 1") or None; ``choices`` are the
+    valid words (a callable: computed when asked, e.g. the registered methods); ``flag`` the
+    ``mimir compress`` flag (None: the Python API only); ``grid_key`` the benchmark grid's name for
+    it where that differs from the field's (``methods``, ``seeds``: a grid lists several);
+    ``example`` a valid value other than the default (for help texts and tests)."""
+
+    help: str
+    example: Any
+    check: Callable[[Any], str | None] | None = None
+    choices: tuple[str, ...] | Callable[[], typing.Sequence[str]] | None = None
+    flag: str | None = ""          # "": derived from the name (--batch-size); None: no flag
+    grid_key: str | None = ""      # "": the field's name; None: not a grid key
+    metavar: str | None = None
+
+    def valid_words(self) -> tuple[str, ...] | None:
+        return tuple(self.choices()) if callable(self.choices) else self.choices
+
+
+def setting(default: Any, help: str, example: Any, **kw: Any) -> Any:
+    """A recipe field: its default and its :class:`Setting`."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"setting": Setting(help, example, **kw)})
+    return field(default=default, metadata={"setting": Setting(help, example, **kw)})
+
+
+# ----------------------------------------------------------------------------- checks
+def _integer(minimum: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int) or isinstance(v, bool):
+            return "must be an integer"
+        return None if v >= minimum else ("must be a non-negative integer" if minimum == 0 else
+                                          f"must be at least {minimum}")
+    return check
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None else check(v)
+
+
+def _positive_number(v: Any) -> str | None:
+    return None if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else "must be positive"
+
+
+def _positive_integer(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
+
+
+def _flag(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _text(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty name"
+
+
+def _data_source(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, str) and bool(v)) else "must be a folder of images or synthetic:N"
+
+
+def _device(v: Any) -> str | None:
+    ok = isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()))
+    return None if ok else "must be auto, cpu, cuda or cuda:N"
+
+
+def _numbers(v: Any) -> str | None:
+    values = [v] if isinstance(v, (int, float)) else v
+    ok = isinstance(values, (list, tuple)) and bool(values) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+    return None if ok else "must be one number per input channel"
+
+
+def _positive_numbers(v: Any) -> str | None:
+    return _numbers(v) or (None if all(x > 0 for x in ([v] if isinstance(v, (int, float)) else v)) else
+                           "must be positive")
+
+
+# ----------------------------------------------------------------------------- the settings
+@dataclass(frozen=True)
 class Recipe:
     """Everything that decides a compression result (the seed included)."""
 
-    teacher: str = "resnet20"           # registry name, mimir file, or MODULE:CALLABLE
-    weights: str | None = None          # plain state dict for a registry teacher
-    feature_layer: str | None = None    # a user's model: the module whose output is the pre-pool map
-    data: str = "fashion-mnist"         # 'fashion-mnist', a folder of images, or 'synthetic:N'
-    extra_data: str | None = None       # unlabeled images added to the samples: a folder, or 'synthetic:N'
-    eval_data: str | None = "auto"      # 'fashion-mnist', an ImageNet-style folder, None; auto: see compress()
-    samples: int = 500
-    seed: int = 0
-    balanced: bool = False
-    prune: str = "channels:0.5"
-    round_to: int | None = None         # channel schemes: keep a multiple of this many channels per layer
-    importance: str = "l1"              # channel schemes: Torch-Pruning criterion (l1, l2, fpgm, lamp, taylor)
-    global_pruning: bool = False        # channel schemes: rank all channel groups together
-    method: str = "mir"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    iterations: int = 2000
-    batch_size: int = 64
-    lr: float | None = None             # None: the method's default
-    input_size: int | None = None       # None: the teacher's own (also mean, std, interpolation)
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    interpolation: str | None = None
-    data_config: DataConfig | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
+    teacher: str = setting("resnet20", "registry name (bundled trained teacher, or --weights), timm:NAME with "
+                           "--weights, a mimir file, or MODULE:CALLABLE returning your own nn.Module",
+                           "resnet56", check=_text)
+    weights: str | None = setting(None, "plain state-dict file for a registry or timm --teacher (e.g. torchvision "
+                                  "or timm weights, .pt or .safetensors)", "weights.pt", check=_optional(_text))
+    feature_layer: str | None = setting(None, "(your own model only) the module whose output is the pre-pool "
+                                        "feature map (default: the input of the final global pooling)", "layer4",
+                                        check=_optional(_text))
+    data: str = setting("fashion-mnist", "'fashion-mnist', a folder of images, or synthetic:N (N images "
+                        "synthesised from the teacher's BatchNorm statistics, for when there are none)",
+                        "synthetic:64", check=_text)
+    extra_data: str | None = setting(None, "unlabeled images added to the few samples: a folder (e.g. "
+                                     "out-of-domain images; labels, if any, are never read) or synthetic:N",
+                                     "synthetic:32", check=_data_source)
+    eval_data: str | None = setting("auto", "labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, "
+                                    "or none (auto: the Fashion-MNIST test set when --data is fashion-mnist)",
+                                    None, check=_optional(_text))
+    samples: int = setting(500, "number of few samples", 50, check=_integer(1))
+    seed: int = setting(0, "seed for the sample draw and training", 3, check=_integer(0), grid_key="seeds")
+    balanced: bool = setting(False, "draw the same number of images per class", True, check=_flag)
+    prune: str = setting("channels:0.5", "channels:R (channels no residual addition or the head ties: block inner "
+                         "widths, MLP hidden width and attention heads), channels:LAYER=R,... (per-layer ratios), "
+                         "channels-all:R (also those residual additions tie, but not the head's), macs:F / "
+                         "macs-all:F (prune to F of the teacher's MACs), blocks:NAME,NAME, attention:NAME,NAME "
+                         "(drop transformer blocks' attention), or blocks:auto:K with a method that chooses blocks",
+                         "channels:0.75", check=_text)
+    round_to: int | None = setting(None, "with channels:R / channels-all:R: keep a multiple of K channels in every "
+                                   "pruned layer (CPU kernels work on blocks of 8 or 16 channels)", 8,
+                                   check=_optional(_positive_integer), metavar="K")
+    importance: str = setting("l1", "channel ranking (Torch-Pruning): l1 (the filter's L1 norm), l2, fpgm, lamp, or "
+                              "taylor (curvature of the label-free MiR loss on the samples)", "l2",
+                              choices=IMPORTANCES)
+    global_pruning: bool = setting(False, "rank the channels of all layers together (layers lose different "
+                                   "fractions)", True, check=_flag, flag="--global", grid_key="global")
+    method: str = setting("mir", "compression method; see 'mimir methods'", "kd", choices=list_methods,
+                          grid_key="methods")
+    options: Mapping[str, Any] = setting({}, "a method setting, e.g. temperature=4 (kd); repeatable; 'mimir "
+                                         "methods' lists each method's", {"temperature": 2.0}, flag="--option",
+                                         metavar="KEY=VALUE")
+    iterations: int = setting(2000, "training iterations", 400, check=_integer(0))
+    batch_size: int = setting(64, "global batch size (min(batch size, samples) in effect)", 32, check=_integer(1))
+    lr: float | None = setting(None, "learning rate (default: the method's own)", 0.01,
+                               check=_optional(_positive_number))
+    input_size: int | None = setting(None, "square input size in pixels (default: the teacher's own)", 32,
+                                     check=_optional(_positive_integer))
+    mean: tuple[float, ...] | None = setting(None, "per-channel input mean (default: the teacher's file or timm "
+                                             "config)", (0.5,), check=_optional(_numbers), metavar="M[,M,M]")
+    std: tuple[float, ...] | None = setting(None, "per-channel input std (default: the teacher's file or timm "
+                                            "config)", (0.25,), check=_optional(_positive_numbers),
+                                            metavar="S[,S,S]")
+    interpolation: str | None = setting(None, "resize interpolation for image folders (default: the teacher's "
+                                        "own)", "bicubic", choices=INTERPOLATIONS)
+    data_config: DataConfig | None = setting(None, "the teacher's complete input settings (Python only; "
+                                             "default: its file's or timm's)", DataConfig(), flag=None,
+                                             grid_key=None)
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", "cpu", check=_device)
+    precision: str = setting("fp32", "fp32, bf16 or fp16: autocast for training and evaluation (fp16 with a "
+                             "gradient scaler)", "bf16", choices=tuple(PRECISIONS))
+    compile: bool = setting(False, "torch.compile the trained model (slow to start)", True, check=_flag)
 
     def __post_init__(self) -> None:
-        from mimir.engine.runtime import PRECISIONS
-        from mimir.methods import check_options, get_method
-        from mimir.prune import IMPORTANCES, parse_scheme
-
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                flag = name.replace("_", "-")
-                raise MimirError(f"--{flag} {what} (got {getattr(self, name)!r})",
-                                 f"pass a valid --{flag} (in a recipe file: '{name}:')")
-
-        for name in ("samples", "iterations", "batch_size"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool), name, "must be an integer")
-        need(self.samples >= 1, "samples", "must be at least 1")
-        need(self.batch_size >= 1, "batch_size", "must be at least 1")
-        need(isinstance(self.seed, int) and self.seed >= 0, "seed", "must be a non-negative integer")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        need(self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0), "lr", "must be positive")
-        need(self.input_size is None or (isinstance(self.input_size, int) and self.input_size > 0), "input_size",
-             "must be a positive integer")
-        need(self.extra_data is None or (isinstance(self.extra_data, str) and bool(self.extra_data)), "extra_data",
-             "must be a folder of images or synthetic:N")
-        from mimir.data.synthetic import parse_synthetic
-
-        both = parse_synthetic(self.data), parse_synthetic(self.extra_data, "--extra-data")   # errors now, not later
-        need(None in both, "extra_data", f"adds the same synthesised images to --data {self.data}: use "
-             f"--data synthetic:{sum(both) if None not in both else ''} without --extra-data")
-        need(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or
-                                               (self.device.startswith("cuda:") and self.device[5:].isdigit())),
-             "device", "must be auto, cpu, cuda or cuda:N")
-        from mimir.data.transforms import INTERPOLATIONS
-
+        for f in fields(self):
+            _check_field(self, f)
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
                 values = [value] if isinstance(value, (int, float)) else value
-                need(isinstance(values, (list, tuple)) and bool(values) and
-                     all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values), name,
-                     "must be one number per input channel")
                 object.__setattr__(self, name, tuple(float(v) for v in values))
-        need(self.std is None or all(v > 0 for v in self.std), "std", "must be positive")
-        need(self.interpolation is None or self.interpolation in INTERPOLATIONS, "interpolation",
-             f"must be one of {', '.join(INTERPOLATIONS)}")
-        method = get_method(self.method)
-        need(self.iterations >= 1 or not method.iterative, "iterations", "must be at least 1")
-        scheme = parse_scheme(self.prune)
-        if self.round_to is not None:
-            need(isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1,
-                 "round_to", "must be a positive integer")
-            need(scheme.prunes_channels, "round_to", f"applies to channel pruning, not to --prune {self.prune}")
-        need(self.importance in IMPORTANCES, "importance", f"must be one of {', '.join(IMPORTANCES)}")
-        need(isinstance(self.global_pruning, bool), "global_pruning", "must be true or false")
-        for name, default in (("importance", "l1"), ("global_pruning", False)):
-            need(getattr(self, name) == default or scheme.prunes_channels, name,
-                 f"applies to channel pruning, not to --prune {self.prune}")
-        if method.selects_blocks != bool(scheme.auto_k):
-            raise MimirError(f"--method {self.method} does not fit --prune {self.prune}",
-                             "PRACTISE chooses the blocks itself: use --method practise with --prune blocks:auto:K, "
-                             "and other methods with channels:R or blocks:NAME,...")
         if isinstance(self.data_config, Mapping):
             object.__setattr__(self, "data_config", DataConfig.from_dict(self.data_config))
+        self._check_together()
         object.__setattr__(self, "options", check_options(self.method, dict(self.options)))  # a private copy
+
+    def _check_together(self) -> None:
+        """What one field alone cannot tell: the settings that must fit each other."""
+        both = parse_synthetic(self.data), parse_synthetic(self.extra_data, "--extra-data")  # errors now, not later
+        if None not in both:
+            _refuse("extra_data", self.extra_data, f"adds the same synthesised images to --data {self.data}: use "
+                    f"--data synthetic:{sum(both)} without --extra-data")
+        method = get_method(self.method)
+        if self.iterations < 1 and method.iterative:
+            _refuse("iterations", self.iterations, "must be at least 1")
+        scheme = parse_scheme(self.prune)
+        for name, default in (("round_to", None), ("importance", "l1"), ("global_pruning", False)):
+            if getattr(self, name) != default and not scheme.prunes_channels:
+                _refuse(name, getattr(self, name), f"applies to channel pruning, not to --prune {self.prune}")
+        if method.selects_blocks != bool(scheme.auto_k):
+            choosers = [m for m in list_methods() if get_method(m).selects_blocks]
+            raise MimirError(f"--method {self.method} does not fit --prune {self.prune}",
+                             f"--prune blocks:auto:K leaves the blocks to a method that chooses them "
+                             f"({', '.join(choosers)}); other methods take channels:R or blocks:NAME,...")
 
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict:
@@ -139,8 +236,6 @@ class Recipe:
         return cls(**d)
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def input_settings(self) -> dict:
@@ -171,20 +266,116 @@ class Recipe:
                 f"seed={self.seed}")
 
 
+# ----------------------------------------------------------------------------- derived from the declarations
+def settings() -> dict[str, Setting]:
+    """Every recipe field's :class:`Setting`, in declaration order."""
+    return {f.name: f.metadata["setting"] for f in fields(Recipe)}
+
+
 def recipe_defaults() -> dict:
     """Every recipe field with its default, as plain values (no validation involved)."""
     return {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(Recipe)}
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def flag_of(name: str) -> str | None:
+    """The ``mimir compress`` flag of recipe field ``name`` (None: Python only)."""
+    s = settings()[name]
+    return None if s.flag is None else (s.flag or "--" + name.replace("_", "-"))
+
+
+def grid_key_of(name: str) -> str | None:
+    """The benchmark grid's key for recipe field ``name`` (None: not in grids)."""
+    s = settings()[name]
+    return None if s.grid_key is None else (s.grid_key or name)
+
+
+def _type_of(name: str) -> Any:
+    """The field's annotation without ``| None``."""
+    hint = typing.get_type_hints(Recipe)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+
+
+def _check_field(recipe: Recipe, f: Field) -> None:
+    s: Setting = f.metadata["setting"]
+    value = getattr(recipe, f.name)
+    words = s.valid_words()
+    if words is not None and value is not None and value not in words:
+        _refuse(f.name, value, f"must be one of {', '.join(words)}")
+    problem = s.check(value) if s.check is not None else None
+    if problem:
+        _refuse(f.name, value, problem)
+
+
+def _refuse(name: str, value: Any, problem: str) -> None:
+    flag = flag_of(name) or name
+    raise MimirError(f"{flag} {problem} (got {value!r})", f"pass a valid {flag} (in a recipe file: '{name}:')")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+
+
+def _eval_data(text: str) -> str | None:
+    return None if text == "none" else text
+
+
+def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``mimir compress`` flag per recipe field that has one, typed and helped from its
+    declaration; an unset flag stays unset (``argparse.SUPPRESS``), so ``--recipe FILE`` supplies it."""
+    defaults = recipe_defaults()
+    for name, s in settings().items():
+        flag = flag_of(name)
+        if flag is None:
+            continue
+        kind = _type_of(name)
+        default = defaults[name]
+        shown = "" if default in (None, False, {}) else f" (default: {default})"
+        kw: dict[str, Any] = {"dest": name, "help": s.help + shown, "default": argparse.SUPPRESS}
+        if kind is bool:
+            kw["action"] = "store_true"
+        elif name == "options":
+            kw.update(action="append", metavar=s.metavar)
+        else:
+            kw["type"] = {int: int, float: float}.get(kind, _floats if typing.get_origin(kind) is tuple else
+                                                      (_eval_data if name == "eval_data" else str))
+            if s.metavar:
+                kw["metavar"] = s.metavar
+        parser.add_argument(flag, **kw)
+
+
+def recipe_from_flags(given: Mapping[str, Any], base: Recipe | None = None) -> Recipe:
+    """The recipe of ``base`` (default: all defaults) with the flags ``given`` (parsed by
+    :func:`add_recipe_flags`; ``options`` as ``KEY=VALUE`` strings, added to the base's) on top."""
+    d = base.to_dict() if base is not None else {}
+    given = {k: v for k, v in given.items() if k in settings()}
+    if "options" in given:
+        given["options"] = {**d.get("options", {}), **parse_options(given["options"])}
+    return Recipe.from_dict({**d, **given}, source="the command line")
+
+
+def parse_options(items: typing.Iterable[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict of strings; the method's declared options give them their types."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MimirError(f"--option '{item}' is not KEY=VALUE", "write e.g. --option temperature=4")
+        options[key] = value
+    return options
+
+
+def load_recipe(path: str | Path, trust_code: bool = False) -> Recipe:
     """The recipe in a YAML file (its fields at the top level, or under ``recipe:``) or the one a
-    compressed mimir file records."""
+    compressed mimir file records. A model file's recipe whose teacher is a ``MODULE:CALLABLE``
+    names code to run: it is refused unless ``trust_code`` (a YAML recipe is the user's own words)."""
     path = Path(path)
     if not path.is_file():
         raise MimirError(f"recipe file '{path}' does not exist", "give a YAML recipe or a model saved by mimir")
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError:
@@ -192,13 +383,16 @@ def load_recipe(path: str | Path) -> Recipe:
         if isinstance(raw, Mapping) and isinstance(raw.get("recipe"), Mapping):
             raw = raw["recipe"]
         return Recipe.from_dict(raw, source=f"'{path}'")
-    from mimir.export.checkpoint import read_checkpoint
-
     info = read_checkpoint(path).get("info", {})
     if not isinstance(info, Mapping) or not isinstance(info.get("recipe"), Mapping):
         raise MimirError(f"'{path}' records no recipe (it was saved before mimir recorded recipes, or by another tool)",
                          "give a YAML recipe instead")
+    teacher = info["recipe"].get("teacher")
+    if is_own_code(teacher) and not trust_code:
+        raise MimirError(f"the recipe in '{path}' names code to run as its teacher ('{teacher}')",
+                         f"pass --trust-code (trust_code=True) to run it, or --teacher {teacher} yourself")
     return Recipe.from_dict(info["recipe"], source=f"the recipe in '{path}'")
 
 
-__all__ = ["Recipe", "load_recipe", "recipe_defaults"]
+__all__ = ["Recipe", "Setting", "add_recipe_flags", "flag_of", "grid_key_of", "load_recipe", "parse_options",
+           "recipe_defaults", "recipe_from_flags", "settings"]

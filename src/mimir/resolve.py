@@ -1,42 +1,141 @@
-"""Resolving what a recipe names: the teacher (registry name, weights file, mimir file, a user's
-module), the few samples and the evaluation data."""
+"""The one way to turn a model reference into a split model with its data config.
+
+A reference is any of: a registry name (``resnet20``: its bundled trained teacher, or ``weights``),
+``timm:NAME`` (with ``weights``), a mimir file (``.pt`` / ``.safetensors``), a user's
+``MODULE:CALLABLE`` (optionally with plain ``weights``), or an ``nn.Module``. Compress, evaluate,
+export, latency, the benchmark and the report all load models through :func:`resolve_model`.
+
+The data config comes from ``data_config`` (complete) when given, else from the mimir file or
+timm's config; ``given`` settings (``input_size``, ``mean``, ``std``, ``interpolation``) go on top;
+a model nothing describes gets announced assumptions (:func:`assumed_config`).
+"""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from mimir.data import (DataConfig, LabeledImageFiles, LabeledImages, UnlabeledImages,
-                        index_folder, load_fashion_mnist, load_image_folder, sample_folder, sample_indices)
-from mimir.data.synthetic import parse_synthetic, synthetic_images
+from mimir.core import IMAGENET, DataConfig, trace_target
+from mimir.core.references import refuse_in_memory
 from mimir.errors import MimirError
-from mimir.export.checkpoint import FORMAT, load_model, load_state, model_from_payload, read_checkpoint
-from mimir.models import (SplitModel, TimmModel, build_from_factory, create_model, is_model, list_models, timm_name,
-                          wrap_model)
-from mimir.models._base import trace_target
-from mimir.models._registry import accepts
-from mimir.teachers import bundled_teacher_path, bundled_teachers
-
-FASHION = "fashion-mnist"
-IMAGENET = DataConfig()
-IN_MEMORY = "<in-memory "   # how a recipe names an object that was passed to the Python API
-
-
-def in_memory_name(obj: object) -> str:
-    return f"{IN_MEMORY}{type(obj).__name__}>"
-
-
-def _refuse_in_memory(name: object, what: str, argument: str) -> None:
-    if isinstance(name, str) and name.startswith(IN_MEMORY):
-        raise MimirError(f"the recipe's {what} was {name[1:-1]} object, which a recipe cannot hold",
-                         f"pass it again: mimir.compress({argument}, recipe=...)")
+from mimir.export.checkpoint import FORMAT, load_state, model_from_payload, read_checkpoint
+from mimir.models import (
+    SplitModel,
+    TimmModel,
+    accepts,
+    build_from_factory,
+    create_model,
+    is_model,
+    list_models,
+    timm_name,
+    wrap_model,
+)
+from mimir.teachers.bundled import bundled_teacher_path, bundled_teachers
 
 
-# ----------------------------------------------------------------------------- teachers
+@dataclass
+class Resolved:
+    """A loaded model (eval mode), its data config and what its file records (recipe, accuracies;
+    empty for a model that is not a mimir file)."""
+
+    model: SplitModel
+    config: DataConfig
+    info: dict = field(default_factory=dict)
+
+
+def is_own_code(reference: object) -> bool:
+    """Whether ``reference`` names a user's ``MODULE:CALLABLE`` (not a registry name or a file)."""
+    return isinstance(reference, str) and ":" in reference and not is_model(reference) \
+        and not Path(reference).exists()
+
+
+def resolve_model(reference: str | Path | nn.Module, weights: str | Path | None = None, *,
+                  feature_layer: str | None = None, data_config: DataConfig | None = None,
+                  given: dict | None = None, trust_code: bool = False) -> Resolved:
+    """Load what ``reference`` names (see the module docstring). ``feature_layer`` splits a user's
+    own model at that module; ``trust_code`` lets a mimir file of a user's own model import the
+    ``MODULE:CALLABLE`` it names."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if isinstance(reference, nn.Module):
+        return _from_module(reference, feature_layer, data_config, given)
+    reference = str(reference)
+    refuse_in_memory(reference, "teacher", "your_module")
+    if feature_layer is not None and not is_own_code(reference):
+        raise MimirError(f"--feature-layer is only for a user's own model; '{reference}' already has its "
+                         "pre-pool split", "leave --feature-layer out")
+    if is_model(reference):
+        resolved = _from_registry(reference, weights, data_config, given)
+    elif is_own_code(reference):
+        net = build_from_factory(reference)
+        if weights is not None:
+            load_state(net, _plain_state(read_checkpoint(weights)), f"weights file '{weights}'")
+        config = _given(data_config, given) if data_config is not None else _config_of(net, given, f"'{reference}'")
+        return _from_module(net, feature_layer, config, {})
+    elif Path(reference).suffix in (".pt", ".pth", ".safetensors") or Path(reference).exists():
+        resolved = _from_file(reference, trust_code)
+    else:
+        raise MimirError(f"unknown model '{reference}'",
+                         f"choose one of: {', '.join(list_models())}, timm:NAME, or give a checkpoint file")
+    resolved.config = _given(data_config or resolved.config, given)
+    return resolved
+
+
+def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None, feature_layer: str | None = None,
+                 data_config: DataConfig | None = None, given: dict | None = None,
+                 trust_code: bool = False) -> tuple[SplitModel, DataConfig]:
+    """``(model, data config)`` of :func:`resolve_model`."""
+    r = resolve_model(teacher, weights, feature_layer=feature_layer, data_config=data_config, given=given,
+                      trust_code=trust_code)
+    return r.model, r.config
+
+
+# ----------------------------------------------------------------------------- the kinds of reference
+def _from_module(net: nn.Module, feature_layer: str | None, data_config: DataConfig | None,
+                 given: dict) -> Resolved:
+    if data_config is None and isinstance(net, SplitModel):   # loaded by mimir, or a timm model
+        data_config = getattr(net, "data_config", None) or (
+            net.default_data_config() if isinstance(net, TimmModel) else None)
+    config = _given(data_config, given) if data_config is not None else _config_of(net, given)
+    model = net if isinstance(net, SplitModel) and feature_layer is None else \
+        wrap_model(net, config.in_chans, config.input_size, feature_layer)
+    return Resolved(model.eval(), config)
+
+
+def _from_file(path: str | Path, trust_code: bool) -> Resolved:
+    model, config, info = model_from_payload(read_checkpoint(path), path, trust_code=trust_code)
+    return Resolved(model, config, info)
+
+
+def _from_registry(name: str, weights: str | Path | None, data_config: DataConfig | None,
+                   given: dict) -> Resolved:
+    if weights is None:
+        path = bundled_teacher_path(name)
+        if path is None:
+            raise MimirError(f"no trained teacher is bundled for '{name}' (bundled: "
+                             f"{', '.join(bundled_teachers()) or 'none'})",
+                             f"pass --weights FILE, or train one with 'mimir train-teacher {name}'"
+                             if not timm_name(name) else "pass --weights FILE (nothing is downloaded)")
+        return _from_file(path, trust_code=False)
+    state = read_checkpoint(weights)
+    if state.get("format") == FORMAT:   # a mimir file given as weights
+        return Resolved(*model_from_payload(state, weights))
+    state = _plain_state(state)
+    kwargs = _infer_kwargs(name, state, given.get("input_size") or (data_config and data_config.input_size))
+    model = create_model(name, **kwargs)
+    load_state(trace_target(model), state, f"weights file '{weights}'")
+    if data_config is not None:
+        config = data_config
+    elif isinstance(model, TimmModel):
+        config = model.default_data_config()
+    else:
+        config = assumed_config(kwargs["in_chans"], kwargs["num_classes"], given, f"weights file '{weights}'")
+    return Resolved(model.eval(), config)
+
+
+# ----------------------------------------------------------------------------- reading a weights file
 def _plain_state(payload: dict) -> dict:
     """A state dict, also when saved inside a training checkpoint (``{"state_dict": ...}``, timm's
     ``state_dict_ema`` / ``model`` keys) or by DataParallel/DDP (a ``module.`` prefix on every key)."""
@@ -49,8 +148,18 @@ def _plain_state(payload: dict) -> dict:
     return payload
 
 
-def _first_conv(state: dict) -> torch.Tensor | None:
-    return next((v for k, v in state.items() if k.endswith("weight") and v.dim() == 4), None)
+def first_conv_name(model: nn.Module) -> str | None:
+    """The name, in the model's own state dict, of the convolution that reads the input: the one
+    timm's ``pretrained_cfg`` names as ``first_conv``, else the first ``nn.Conv2d`` the model
+    defines. (Never the first 4-D tensor of a file: safetensors sorts its keys, so a depthwise
+    conv of a block can come before the stem.)"""
+    target = trace_target(model)
+    first = (getattr(target, "pretrained_cfg", None) or {}).get("first_conv")
+    first = first[0] if isinstance(first, (list, tuple)) and first else first
+    modules = dict(target.named_modules())
+    if isinstance(first, str) and isinstance(modules.get(first), nn.Conv2d):
+        return first
+    return next((n for n, m in modules.items() if isinstance(m, nn.Conv2d)), None)
 
 
 def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
@@ -59,9 +168,11 @@ def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
     weights); patch and image size for a timm ViT."""
     model = create_model(name)
     classifier = f"{model.classifier_name.removeprefix('model.') if timm_name(name) else model.classifier_name}.weight"
-    first_conv = _first_conv(state)
-    if first_conv is None or classifier not in state:
-        raise MimirError(f"the weights do not look like a {name} (no '{classifier}' entry)",
+    conv = first_conv_name(model)
+    first_conv = state.get(f"{conv}.weight") if conv is not None else None
+    if first_conv is None or first_conv.dim() != 4 or classifier not in state:
+        missing = classifier if classifier not in state else f"{conv}.weight"
+        raise MimirError(f"the weights do not look like a {name} (no '{missing}' entry)",
                          "use the model name the weights were trained for")
     kwargs = {"num_classes": int(state[classifier].shape[0]), "in_chans": int(first_conv.shape[1])}
     if accepts(name, "small_input"):
@@ -80,6 +191,7 @@ def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
     return kwargs
 
 
+# ----------------------------------------------------------------------------- input settings
 def assumed_config(in_chans: int, num_classes: int, given: dict, what: str) -> DataConfig:
     """The input settings of a model nothing describes: ``given`` ones, and for the rest announced
     assumptions (28 px for one channel, else 224; ImageNet statistics for RGB, else 0.5 / 0.5)."""
@@ -93,64 +205,8 @@ def assumed_config(in_chans: int, num_classes: int, given: dict, what: str) -> D
     if assumed:
         flags = "/".join(f"--{k.split()[0].replace('input', 'input-size')}" for k in assumed)
         warnings.warn(f"{what} carries no input settings; assumed {', '.join(assumed)} (pass {flags} to set them)",
-                      stacklevel=2)
+                      stacklevel=3)
     return replace(config, **given)
-
-
-def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None,
-                 feature_layer: str | None = None, data_config: DataConfig | None = None,
-                 given: dict | None = None) -> tuple[SplitModel, DataConfig]:
-    """Resolve a teacher: a registry name (the bundled trained teacher, or ``weights``), ``timm:NAME``
-    with ``weights``, a mimir file, or a user's ``nn.Module`` (split at ``feature_layer``, or detected
-    automatically). The data config comes from ``data_config`` (complete), else from the mimir file
-    or timm's config, with ``given`` settings (``input_size``, ``mean``, ``std``, ``interpolation``)
-    on top; a model nothing describes gets announced assumptions (:func:`assumed_config`)."""
-    given = {k: v for k, v in (given or {}).items() if v is not None}
-    if isinstance(teacher, nn.Module):
-        if data_config is None and isinstance(teacher, SplitModel):   # loaded by mimir, or a timm model
-            data_config = getattr(teacher, "data_config", None) or (
-                teacher.default_data_config() if isinstance(teacher, TimmModel) else None)
-        config = _given(data_config, given) if data_config is not None else _config_of(teacher, given)
-        model = teacher if isinstance(teacher, SplitModel) and feature_layer is None else \
-            wrap_model(teacher, config.in_chans, config.input_size, feature_layer)
-        return model.eval(), config
-    _refuse_in_memory(teacher, "teacher", "your_module")
-    if is_model(teacher):
-        if weights is None:
-            path = bundled_teacher_path(teacher)
-            if path is None:
-                raise MimirError(f"no trained teacher is bundled for '{teacher}' (bundled: "
-                                 f"{', '.join(bundled_teachers()) or 'none'})",
-                                 f"pass --weights FILE, or train one with 'mimir train-teacher {teacher}'"
-                                 if not timm_name(teacher) else "pass --weights FILE (nothing is downloaded)")
-            model, config, _ = load_model(path)
-            return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
-        state = read_checkpoint(weights)
-        if state.get("format") == FORMAT:
-            model, config, _ = model_from_payload(state, weights)
-            return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
-        state = _plain_state(state)
-        kwargs = _infer_kwargs(teacher, state, given.get("input_size") or (data_config and data_config.input_size))
-        model = create_model(teacher, **kwargs)
-        load_state(trace_target(model), state, f"weights file '{weights}'")
-        if data_config is not None:
-            config = _given(data_config, given)
-        elif isinstance(model, TimmModel):
-            config = _given(model.default_data_config(), given)
-        else:
-            config = assumed_config(kwargs["in_chans"], kwargs["num_classes"], given, f"weights file '{weights}'")
-        return _with_feature_layer(model.eval(), feature_layer), config
-    if ":" in teacher and not Path(teacher).exists():  # MODULE:CALLABLE, a user's own model
-        net = build_from_factory(teacher)
-        if weights is not None:
-            load_state(net, _plain_state(read_checkpoint(weights)), f"weights file '{weights}'")
-        config = _given(data_config, given) if data_config is not None else _config_of(net, given, f"'{teacher}'")
-        return load_teacher(net, None, feature_layer, config)
-    if Path(teacher).suffix in (".pt", ".pth", ".safetensors") or Path(teacher).exists():
-        model, config, _ = load_model(teacher)
-        return _with_feature_layer(model, feature_layer), _given(data_config or config, given)
-    raise MimirError(f"unknown model '{teacher}'",
-                     f"choose one of: {', '.join(list_models())}, timm:NAME, or give a checkpoint file")
 
 
 def _given(config: DataConfig, given: dict) -> DataConfig:
@@ -166,84 +222,4 @@ def _config_of(net: nn.Module, given: dict, what: str = "the model") -> DataConf
     return assumed_config(convs[0].in_channels, linears[-1].out_features, given, what)
 
 
-def _with_feature_layer(model: SplitModel, feature_layer: str | None) -> SplitModel:
-    if feature_layer is None:
-        return model
-    names = dict(model.named_modules())
-    if feature_layer not in names:
-        raise MimirError(f"the model has no layer named '{feature_layer}'",
-                         "leave --feature-layer out for registry models (their split is built in)")
-    raise MimirError(f"--feature-layer is only for a user's own model; '{model.model_name}' already has "
-                     "its pre-pool split", "leave --feature-layer out")
-
-
-# ----------------------------------------------------------------------------- data
-def _check_fashion_fits(config: DataConfig) -> None:
-    if (config.in_chans, config.input_size, config.num_classes) != (1, 28, 10):
-        raise MimirError("Fashion-MNIST (1 channel, 28 px, 10 classes) does not fit this teacher "
-                         f"({config.in_chans} channels, {config.input_size} px, {config.num_classes} classes)",
-                         "pass --data / --eval-data folders with images for this teacher")
-
-
-def load_samples(data: str | Path | UnlabeledImages | LabeledImages, samples: int, seed: int, config: DataConfig,
-                 balanced: bool = False, teacher: nn.Module | None = None,
-                 progress: bool = True) -> LabeledImages | UnlabeledImages:
-    """The few samples: ``samples`` images drawn from ``data`` with ``seed``.
-
-    Labels are kept when the source has them (Fashion-MNIST, or a folder whose images all sit in
-    class subfolders): they drive the paper's random-class-then-image draw, and the caller strips
-    them before a label-free method sees the images. A folder is drawn from by file name and only
-    the chosen files are decoded, so an ImageNet training folder costs a directory listing.
-    ``synthetic:N`` synthesises N images from ``teacher`` (seeded by ``seed``) and draws from them."""
-    _refuse_in_memory(data, "data", "teacher, data=your_images")
-    synthetic = parse_synthetic(data)
-    if isinstance(data, (LabeledImages, UnlabeledImages)):
-        pool = data
-    elif synthetic is not None:
-        if samples > synthetic:
-            raise MimirError(f"--samples {samples} is more than the {synthetic} images of --data {data}",
-                             f"pass --samples {synthetic} or fewer, or synthesise more")
-        _check_balanced(balanced, None, data)
-        pool = synthetic_images(teacher, config, synthetic, seed, progress=progress)
-    elif str(data) == FASHION:
-        _check_fashion_fits(config)
-        pool = load_fashion_mnist("train")
-    else:
-        index = index_folder(data)
-        _check_balanced(balanced, index.labels, data)
-        return sample_folder(index, samples, seed, config.in_chans, config.input_size, balanced=balanced,
-                             interpolation=config.interpolation, crop_pct=config.crop_pct)
-    labels = pool.labels if isinstance(pool, LabeledImages) else None
-    _check_balanced(balanced, labels, data)
-    idx = sample_indices(len(pool), samples, seed, labels=labels, balanced=balanced)
-    return pool.subset(idx) if isinstance(pool, LabeledImages) else UnlabeledImages(pool.images[idx], pool.source)
-
-
-def load_extra_data(extra: str | Path, config: DataConfig, teacher: nn.Module | None = None, seed: int = 0,
-                    progress: bool = True) -> UnlabeledImages:
-    """``--extra-data``, never with labels: every readable image under a folder (e.g. out-of-domain
-    images) at the teacher's input settings, or ``synthetic:N`` images synthesised from ``teacher``."""
-    count = parse_synthetic(extra)
-    if count is not None:
-        return synthetic_images(teacher, config, count, seed, progress=progress)
-    return load_image_folder(extra, config.in_chans, config.input_size, config.interpolation, config.crop_pct,
-                             flag="--extra-data")
-
-
-def _check_balanced(balanced: bool, labels: torch.Tensor | None, data: object) -> None:
-    if balanced and labels is None:
-        raise MimirError(f"--balanced needs class labels to balance, and '{data}' has none", "drop --balanced")
-
-
-def load_eval_data(eval_data: str | Path | LabeledImages | LabeledImageFiles | None, config: DataConfig,
-                   flag: str = "--eval-data") -> LabeledImages | LabeledImageFiles | None:
-    """Fashion-MNIST's test set in memory, or an ImageNet-style folder read lazily at evaluation."""
-    if eval_data is None or isinstance(eval_data, (LabeledImages, LabeledImageFiles)):
-        return eval_data
-    if str(eval_data) == FASHION:
-        _check_fashion_fits(config)
-        return load_fashion_mnist("test")
-    return LabeledImageFiles(eval_data, config.in_chans, config.input_size, flag=flag,
-                             interpolation=config.interpolation, crop_pct=config.crop_pct)
-
-
+__all__ = ["Resolved", "assumed_config", "first_conv_name", "is_own_code", "load_teacher", "resolve_model"]

@@ -1,6 +1,6 @@
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from mimir.data import load_image_folder, load_labeled_folder
@@ -133,7 +133,8 @@ def test_too_few_readable_files_for_the_sample_count(tmp_path):
 
 
 def test_lazy_evaluation_folder_matches_the_in_memory_one(tmp_path):
-    from mimir.data import DataConfig, LabeledImageFiles
+    from mimir.core import DataConfig
+    from mimir.data import LabeledImageFiles
     from mimir.evaluate import accuracy
     from mimir.models import create_model
 

@@ -6,8 +6,13 @@ import torch
 from torch import nn
 
 from mimir.data import UnlabeledImages, normalize
-from mimir.data.synthetic import (SynthesisConfig, batchnorm_statistics_loss, parse_synthetic, synthesize,
-                                  synthetic_images)
+from mimir.data.synthetic import (
+    SynthesisConfig,
+    batchnorm_statistics_loss,
+    parse_synthetic,
+    synthesize,
+    synthetic_images,
+)
 from mimir.errors import MimirError
 
 FAST = SynthesisConfig(iterations=40, batch_size=8)
@@ -60,7 +65,7 @@ def test_the_cache_returns_the_same_images_without_synthesising(teacher20, tmp_p
 
 
 def test_a_teacher_without_batchnorm_is_refused_with_the_fix():
-    from mimir.data import DataConfig
+    from mimir.core import DataConfig
 
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10))
     net(torch.zeros(1, 1, 8, 8))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mimir.data import FASHION_MNIST
+from mimir.core import FASHION_MNIST
 from mimir.engine import Checkpointing, Task, TrainConfig, lr_factor, train
 from mimir.errors import MimirError
 from mimir.methods._base import body_parameters

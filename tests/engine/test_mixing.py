@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mimir.data import FASHION_MNIST
+from mimir.core import FASHION_MNIST
 from mimir.engine import Checkpointing, Task, TrainConfig, train
 from mimir.engine.mixing import Mixer
 from mimir.engine.views import PolicyViews
@@ -42,8 +42,9 @@ def test_mixing_is_seeded_by_seed_and_step():
 def test_mixup_blends_each_image_with_one_partner():
     x = _batch()
     out = Mixer("mixup", seed=1)(x, 0)
-    from mimir.engine.views import mix_seed
     import numpy as np
+
+    from mimir.engine.views import mix_seed
 
     rng = np.random.default_rng(mix_seed(1, 5, 0))
     partner, lam = rng.permutation(len(x)), rng.beta(1.0, 1.0, len(x))

@@ -3,7 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from mimir.data import FASHION_MNIST, normalize
+from mimir.core import FASHION_MNIST
+from mimir.data import normalize
 from mimir.engine.views import BatchSchedule, CropFlipViews, TargetCache
 
 

@@ -1,7 +1,8 @@
 import torch
 from torch import nn
 
-from mimir.data import DataConfig, LabeledImages
+from mimir.core import DataConfig
+from mimir.data import LabeledImages
 from mimir.evaluate import accuracy, count_macs_params, latency_ms
 
 

@@ -4,9 +4,9 @@ import stat
 import pytest
 import torch
 
-from mimir.data import FASHION_MNIST
+from mimir.core import FASHION_MNIST, atomic_save
 from mimir.errors import MimirError
-from mimir.export import atomic_save, load_model, read_checkpoint, save_model
+from mimir.export import load_model, read_checkpoint, save_model
 from mimir.export.checkpoint import load_state
 from mimir.models import create_model
 

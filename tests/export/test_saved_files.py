@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from mimir.cli import main
-from mimir.data import DataConfig
+from mimir.core import DataConfig
 from mimir.export import save_model
 from mimir.export.checkpoint import _JSON_ENTRIES
-from mimir.models import create_model, list_models
-from mimir.models._registry import accepts
-from mimir.prune import residual_blocks
+from mimir.models import accepts, create_model, list_models
+from mimir.models.anatomy import residual_blocks
 from mimir.prune import prune
 
 FORMATS = (".pt", ".safetensors")

@@ -13,7 +13,7 @@ from mimir.methods._layers import capture, pruned_convs
 from mimir.methods.cd import cross_distill_layer
 from mimir.methods.fskd import absorb, least_squares
 from mimir.methods.practise import select_blocks
-from mimir.prune import residual_blocks
+from mimir.models.anatomy import residual_blocks
 from mimir.prune import prune
 
 X = torch.zeros(1, 1, 28, 28)

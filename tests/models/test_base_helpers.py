@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mimir.models._base import eval_mode, fingerprint, frozen_except
+from mimir.core import eval_mode, fingerprint, frozen_except
 
 
 def _net() -> nn.Sequential:

@@ -15,8 +15,9 @@ from PIL import Image
 from mimir.errors import MimirError
 from mimir.export import load_model, save_model
 from mimir.models import create_model
+from mimir.models.anatomy import residual_blocks
 from mimir.models.timm_models import TEST_SIZES, TESTED_FAMILIES
-from mimir.prune import prune, residual_blocks
+from mimir.prune import prune
 from mimir.resolve import load_teacher
 
 FAMILIES = sorted(TESTED_FAMILIES.values())
@@ -157,9 +158,12 @@ def test_compress_a_timm_vit_from_the_command_line(tmp_path):
     assert student.model.blocks[0].attn.num_heads == 1
 
 
-def test_readme_table_is_what_mimir_models_timm_prints():
+def test_models_page_table_is_what_mimir_models_timm_prints():
+    from pathlib import Path
+
     from mimir._readme import read_block
     from mimir.prune.families import README_MARKERS, family_rows, readme_text
 
-    assert read_block("README.md", *README_MARKERS) == readme_text(family_rows()), \
-        "README is stale: run 'mimir models --timm --readme README.md'"
+    page = Path(__file__).resolve().parents[2] / "docs" / "MODELS.md"   # where the generated block lives
+    assert read_block(page, *README_MARKERS) == readme_text(family_rows()), \
+        "docs/MODELS.md is stale: run 'mimir models --timm --readme docs/MODELS.md'"

@@ -4,15 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from mimir.core import FASHION_MNIST
 from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params
 from mimir.export import load_model, save_model
-from mimir.data import FASHION_MNIST
 from mimir.models import list_models, wrap_model
 from mimir.prune import parse_scheme, prune
 from mimir.prune.channels import kept_channels
 from mimir.prune.structure import channel_groups, dependency_graph
-
 from tests.models.test_split import _small, _UsersNet
 
 X = torch.zeros(1, 1, 28, 28)

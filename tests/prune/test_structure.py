@@ -6,8 +6,9 @@ import torch
 import torchvision
 
 from mimir.models import create_model, wrap_model
+from mimir.models.anatomy import residual_blocks
 from mimir.prune import prune
-from mimir.prune.structure import channel_groups, dependency_graph, residual_blocks
+from mimir.prune.structure import channel_groups, dependency_graph
 
 
 def _registry_and_own(name):

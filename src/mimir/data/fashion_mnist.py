@@ -1,7 +1,8 @@
 """Fashion-MNIST from the original IDX files.
 
 Looked for, in order: ``$MIMIR_FASHION_MNIST``, Debian's ``dataset-fashion-mnist`` package
-(``/usr/share/datasets/fashion-mnist``), then torchvision's downloader into ``~/.cache/mimir``.
+(``/usr/share/datasets/fashion-mnist``), then mimir's cache (``$MIMIR_CACHE/fashion-mnist``, default
+``~/.cache/mimir``), where torchvision's downloader puts the files when none of these has them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mimir.core import Memo, cache_root
 from mimir.data.datasets import LabeledImages
-from mimir.errors import MimirError
+from mimir.errors import MimirError, first_line
 
 CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -25,7 +27,8 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_CACHE: dict[str, LabeledImages] = {}
+#: the splits read in this process (two at most: train and test)
+SPLITS: Memo[LabeledImages] = Memo(len(_FILES))
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -56,7 +59,7 @@ def _candidate_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("MIMIR_FASHION_MNIST"):
         dirs.append(Path(os.environ["MIMIR_FASHION_MNIST"]))
-    dirs += [DEBIAN_DIR, Path.home() / ".cache" / "mimir" / "fashion-mnist"]
+    dirs += [DEBIAN_DIR, cache_root() / "fashion-mnist"]
     return dirs
 
 
@@ -67,18 +70,19 @@ def locate(split: str, download: bool = True) -> tuple[Path, Path]:
         images, labels = _find(directory, image_stem), _find(directory, label_stem)
         if images and labels:
             return images, labels
+    failure = "not downloaded (downloading was not asked for)"
     if download:
-        target = Path.home() / ".cache" / "mimir" / "fashion-mnist"
+        target = cache_root() / "fashion-mnist"
         try:
             from torchvision.datasets import FashionMNIST
 
             FashionMNIST(str(target), train=(split == "train"), download=True)
-        except Exception:  # noqa: BLE001 - any failure means "not available here"
-            pass
+        except Exception as err:  # noqa: BLE001 - the downloader fails in many ways (network, disk, checksum)
+            failure = f"torchvision's download into {target} failed: {first_line(err)}"
         else:
             return locate(split, download=False)
     raise MimirError(
-        "Fashion-MNIST not found and could not be downloaded",
+        f"Fashion-MNIST not found ({', '.join(str(d) for d in _candidate_dirs())}) and {failure}",
         "install it with 'apt-get install dataset-fashion-mnist' (Debian), or put the four IDX "
         "files in a folder and set MIMIR_FASHION_MNIST to it",
     )
@@ -88,9 +92,10 @@ def load_fashion_mnist(split: str = "train") -> LabeledImages:
     """The whole ``train`` (60,000) or ``test`` (10,000) split as 1 x 28 x 28 uint8 images."""
     if split not in _FILES:
         raise MimirError(f"unknown Fashion-MNIST split '{split}'", "use 'train' or 'test'")
-    if split not in _CACHE:
+    def read() -> LabeledImages:
         image_path, label_path = locate(split)
         images = torch.from_numpy(read_idx(image_path).copy()).unsqueeze(1)
         labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
-        _CACHE[split] = LabeledImages(images, labels, CLASSES, source=f"fashion-mnist:{split}")
-    return _CACHE[split]
+        return LabeledImages(images, labels, CLASSES, source=f"fashion-mnist:{split}")
+
+    return SPLITS.get(split, read)

@@ -27,11 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mimir.core import DataConfig, cache_root, eval_mode, fingerprint, frozen_except, model_device
 from mimir.data.datasets import UnlabeledImages
-from mimir.data.transforms import DataConfig
-from mimir.engine.runtime import model_device
 from mimir.errors import MimirError
-from mimir.models._base import eval_mode, fingerprint, frozen_except
 
 PREFIX = "synthetic:"
 _VERSION = 1   # bump when the synthesis changes: cached images of older versions are not reused
@@ -154,7 +152,7 @@ def synthesize(teacher: nn.Module, config: DataConfig, n: int, seed: int,
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("MIMIR_CACHE", Path.home() / ".cache" / "mimir")) / "synthetic"
+    return cache_root() / "synthetic"
 
 
 def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mimir.core import atomic_save
 from mimir.errors import MimirError
-from mimir.export.checkpoint import atomic_save
 
 FORMAT = "mimir-train/1"
 

@@ -19,21 +19,28 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mimir.data.transforms import DataConfig, normalize
+from mimir.core import DataConfig, frozen_except
+from mimir.data.transforms import normalize
 from mimir.engine import distributed as dist
 from mimir.engine.checkpoint import Checkpointing, load_training_state, save_training_state, set_rng_state
 from mimir.engine.runtime import Runtime
-from mimir.engine.views import (BatchSchedule, CropFlipViews, LargeViewStream, PolicyViews, TargetCache,
-                                is_small, large_view_loader)
+from mimir.engine.views import (
+    BatchSchedule,
+    CropFlipViews,
+    LargeViewStream,
+    PolicyViews,
+    TargetCache,
+    is_small,
+    large_view_loader,
+)
 from mimir.errors import MimirError
-from mimir.models._base import frozen_except
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,6 @@ class TrainConfig:
     cache_bytes: int = 2 << 30          # largest teacher-target cache (see views.TargetCache)
     cache_targets: bool | None = None   # None: cache when it saves teacher passes and fits cache_bytes
     loader_workers: int = 4             # DataLoader workers for large-input augmentation on a GPU
-    extra: dict = field(default_factory=dict)
 
     def with_(self, **changes) -> "TrainConfig":
         return replace(self, **changes)

@@ -73,12 +73,6 @@ class Runtime:
         return f"{self.device} ({what}), {self.precision}" + (", compiled" if self.compile else "")
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's weights (the CPU for a model without any)."""
-    first = next(iter(model.state_dict().values()), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:

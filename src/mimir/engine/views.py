@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mimir.data.transforms import SMALL_INPUT, Augment, DataConfig, center_crop, normalize, policy_transform
+from mimir.core import DataConfig
+from mimir.data.transforms import SMALL_INPUT, Augment, center_crop, normalize, policy_transform
 
 _MASK = (1 << 63) - 1
 

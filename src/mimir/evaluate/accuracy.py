@@ -6,14 +6,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mimir.core import DataConfig, eval_mode, model_device
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.data.folder import LabeledImageFiles, iter_labeled_files
-from mimir.data.transforms import DataConfig, center_crop, normalize
-from mimir.engine.runtime import Runtime, model_device
-from mimir.models._base import eval_mode
+from mimir.data.transforms import center_crop, normalize
+from mimir.engine.runtime import Runtime
 
 
-def _batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
+def eval_batches(data: LabeledImages | LabeledImageFiles, batch_size: int):
+    """(uint8 images, labels) batches of a labelled set in memory or read from a folder."""
     if isinstance(data, LabeledImageFiles):
         yield from iter_labeled_files(data, batch_size)
         return
@@ -44,7 +45,7 @@ def accuracy(model: nn.Module, data: LabeledImages | LabeledImageFiles, config: 
     seen = 0
     total = -(-len(data) // batch_size)
     with eval_mode(model):
-        for images, labels in tqdm(_batches(data, batch_size), total=total, desc=desc, disable=not progress,
+        for images, labels in tqdm(eval_batches(data, batch_size), total=total, desc=desc, disable=not progress,
                                    leave=False):
             with runtime.autocast():
                 logits = model(_eval_view(images, config, runtime))

@@ -11,7 +11,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from mimir.models._base import eval_mode, trace_target
+from mimir.core import eval_mode, trace_target
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from mimir.data.transforms import DataConfig
+from mimir.core import DataConfig
 
 RUNTIMES = ("torch", "onnxruntime")
 

@@ -10,59 +10,31 @@ or, for a path ending in ``.safetensors``, the same as a safetensors file: the s
 tensors and every other entry as JSON text in its metadata (readable without PyTorch's pickle
 format at all). Loading rebuilds the base model from the registry (or from the module the caller
 passes for a user's own model; a file of a user's model records the ``MODULE:CALLABLE`` that built
-it, which is imported as ``--teacher MODULE:CALLABLE`` would be), reshapes it with the
-architecture, then loads the weights strictly. No code is stored in a file and nothing is
-unpickled. Writes are atomic: a file is either complete or absent.
+it, which is imported only when the user trusts the file: ``trust_code=True`` / ``--trust-code``),
+reshapes it with the architecture, then loads the weights strictly. No code is stored in a file,
+none is run on the file's word alone, and nothing is unpickled. Writes are atomic: a file is either complete or absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from mimir.data.transforms import DataConfig
+from mimir.core import DataConfig, atomic_save, atomic_write
 from mimir.errors import MimirError, first_line
+from mimir.export.architecture import apply_architecture, describe
 from mimir.models import build_from_factory, create_model, wrap_model
-from mimir.prune._arch import apply as apply_architecture
-from mimir.prune._arch import describe
 
 FORMAT = "mimir/1"
 
 
 SAFETENSORS = ".safetensors"
 _JSON_ENTRIES = ("model_kwargs", "data_config", "architecture", "info")
-
-
-def atomic_save(obj: object, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """``write(tmp)`` a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise MimirError(f"output folder '{path.parent}' does not exist", "create it or choose another --out")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, dropped_blocks: list[str] | None = None,
@@ -167,27 +139,33 @@ def load_state(model: nn.Module, state_dict: dict, what: str) -> nn.Module:
     return model
 
 
-def _rebuild_base(payload: dict, path: str | Path) -> nn.Module:
+def _rebuild_base(payload: dict, path: str | Path, trust_code: bool) -> nn.Module:
     kwargs = payload["model_kwargs"]
     if payload["model"] != "custom":
         return create_model(payload["model"], **kwargs)
-    if not kwargs.get("factory"):
+    factory = kwargs.get("factory")
+    if not factory:
         raise MimirError(f"'{path}' holds a user's own model", "load it with load_model(path, base=wrap_model(...))")
+    if not trust_code:   # the file names code to import and call: only the user may decide to run it
+        raise MimirError(f"'{path}' holds a user's own model built by '{factory}', code the file names but "
+                         "does not contain", f"to import and run that code, pass --trust-code (trust_code=True), "
+                         f"or name it yourself: --teacher {factory} (base=wrap_model(...))")
     config = DataConfig.from_dict(payload["data_config"])
-    return wrap_model(build_from_factory(kwargs["factory"]), config.in_chans, config.input_size,
-                      kwargs["feature_layer"])
+    return wrap_model(build_from_factory(factory), config.in_chans, config.input_size, kwargs["feature_layer"])
 
 
-def load_model(path: str | Path, base: nn.Module | None = None) -> tuple[nn.Module, DataConfig, dict]:
+def load_model(path: str | Path, base: nn.Module | None = None, trust_code: bool = False
+               ) -> tuple[nn.Module, DataConfig, dict]:
     """Load a mimir file: (model in eval mode, its data config, its info dict).
 
-    ``base`` is needed only for a user's own model (not in the registry): pass the same freshly
-    built, wrapped model that was compressed, and it is reshaped and loaded.
+    A user's own model (not in the registry) is rebuilt from ``base``, the same freshly built,
+    wrapped model that was compressed; without it, the ``MODULE:CALLABLE`` the file names is
+    imported and called only when ``trust_code`` (a file is data: it never runs code on its own).
     """
-    return model_from_payload(read_checkpoint(path), path, base)
+    return model_from_payload(read_checkpoint(path), path, base, trust_code)
 
 
-def model_from_payload(payload: dict, path: str | Path, base: nn.Module | None = None
+def model_from_payload(payload: dict, path: str | Path, base: nn.Module | None = None, trust_code: bool = False
                        ) -> tuple[nn.Module, DataConfig, dict]:
     """:func:`load_model` of a payload :func:`read_checkpoint` already read from ``path`` (so that
     a caller who had to look inside the file does not read it twice)."""
@@ -197,7 +175,7 @@ def model_from_payload(payload: dict, path: str | Path, base: nn.Module | None =
     try:
         config = DataConfig.from_dict(payload["data_config"])
         if base is None:
-            base = _rebuild_base(payload, path)
+            base = _rebuild_base(payload, path, trust_code)
         model = apply_architecture(base, payload["architecture"])
         info = dict(payload.get("info", {}))
     except MimirError:
@@ -210,11 +188,11 @@ def model_from_payload(payload: dict, path: str | Path, base: nn.Module | None =
     return model.eval(), config, info
 
 
-def load(path: str | Path, base: nn.Module | None = None) -> nn.Module:
+def load(path: str | Path, base: nn.Module | None = None, trust_code: bool = False) -> nn.Module:
     """A saved mimir model (``.pt`` or ``.safetensors``), ready to use: in eval mode, with its data
     configuration (input size, mean, std) as ``model.data_config`` and what the file records about
-    it (recipe, accuracies) as ``model.mimir_info``."""
-    model, config, info = load_model(path, base)
+    it (recipe, accuracies) as ``model.mimir_info`` (``base`` / ``trust_code``: see :func:`load_model`)."""
+    model, config, info = load_model(path, base, trust_code)
     model.data_config = config
     model.mimir_info = info
     return model

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mimir.data.transforms import DataConfig
+from mimir.core import DataConfig, atomic_write
 from mimir.errors import MimirError, first_line
-from mimir.export.checkpoint import atomic_write
 
 OPSET = 18              # what current ONNX Runtime (>= 1.16) runs with every optimisation
 PARITY_TOLERANCE = 1e-4  # max |logit difference| / max |logit|

@@ -15,8 +15,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from mimir.core import DataConfig
 from mimir.data.datasets import LabeledImages, UnlabeledImages
-from mimir.data.transforms import DataConfig
 from mimir.engine import Checkpointing, Runtime, Task, TrainConfig, TrainLog, train
 from mimir.errors import MimirError
 
@@ -26,11 +26,12 @@ class MethodInput:
     """Everything a method works from; ``samples`` carries labels only for ``needs_labels`` methods."""
 
     teacher: nn.Module
-    student: nn.Module
+    student: nn.Module | None   # None when a method chooses the blocks to drop (before pruning)
     samples: UnlabeledImages | LabeledImages
     data_config: DataConfig
     train: TrainConfig
     seed: int = 0
+    options: dict = field(default_factory=dict)   # the method's own settings (--option KEY=VALUE), checked
     progress: bool = True
     arch: dict = field(default_factory=dict)  # prune()'s description, with "kept_channels"
     runtime: Runtime = field(default_factory=Runtime)
@@ -41,7 +42,7 @@ class MethodInput:
 class Method:
     """Base class: subclasses set ``name`` and implement :meth:`run` (returning the student).
 
-    ``options`` declares every setting the method reads from ``TrainConfig.extra`` (``--option
+    ``options`` declares every setting the method reads from ``MethodInput.options`` (``--option
     KEY=VALUE``) with its default; anything else is refused by :func:`check_options`. A setting
     whose default is text takes one of the words ``choices`` lists for it, a number the interval
     ``ranges`` gives for it, if any (``"(0, 1]"``, ``"[0, inf)"``)."""
@@ -63,9 +64,9 @@ class Method:
     def run(self, inp: MethodInput) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def choose_blocks(self, teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int,
-                      cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool) -> tuple[list[str], list[dict]]:
-        """Hook for methods that pick the blocks to drop (``selects_blocks``): the names and a ranking."""
+    def choose_blocks(self, inp: MethodInput, k: int) -> tuple[list[str], list[dict]]:
+        """Hook for methods that pick the ``k`` blocks to drop (``selects_blocks``), from the teacher
+        and the unlabeled samples of ``inp`` (no student yet): the names and a ranking."""
         raise NotImplementedError(f"method '{self.name}' does not choose blocks")
 
     def summary_lines(self, summary: dict) -> list[str]:
@@ -74,7 +75,7 @@ class Method:
 
     def option(self, inp: MethodInput, key: str) -> float | int | str:
         default = self.options[key]
-        return type(default)(inp.train.extra.get(key, default))
+        return type(default)(inp.options.get(key, default))
 
     def __call__(self, inp: MethodInput) -> nn.Module:
         if not self.needs_labels and not isinstance(inp.samples, UnlabeledImages):
@@ -149,8 +150,7 @@ def body_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def seeded(seed: int) -> torch.Generator:
-    """Seed torch's global RNG and return a generator (for the layer-wise methods' own draws)."""
-    torch.manual_seed(seed)
+    """A generator for a method's own draws (torch's global generator is never reseeded)."""
     return torch.Generator().manual_seed(seed)
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mimir.data.transforms import DataConfig, center_crop, normalize
-from mimir.engine.runtime import model_device
+from mimir.core import DataConfig, eval_mode, model_device
+from mimir.data.transforms import center_crop, normalize
 from mimir.errors import MimirError
-from mimir.models._base import eval_mode
 from mimir.prune.structure import dependency_graph
 
 

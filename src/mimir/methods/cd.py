@@ -10,7 +10,7 @@ with the teacher restricted to the channels the student kept; the loss ``mu L_c 
 a mean over output elements, minimised over ``W_s`` with Adam. The student is the shared pruned
 student (L1 filter pruning), so CD's own group hard-threshold channel selection is not used.
 
-Chosen where the protocol is open (all options, via ``TrainConfig.extra``): ``mu`` 0.6,
+Chosen where the protocol is open (all options, via ``MethodInput.options``): ``mu`` 0.6,
 ``cd_steps`` 400 Adam steps per layer (the paper's 2000-3000 cost ~6x more here for little gain
 on small nets), ``cd_lr`` 1e-3, mini-batches of ``batch_size`` samples, no augmentation.
 
@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from mimir.data.transforms import normalize
 from mimir.methods._base import Method, MethodInput, fit, register_method, seeded
-from mimir.methods.bp import supervised
 from mimir.methods._layers import capture, pruned_convs
+from mimir.methods.bp import supervised
 
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

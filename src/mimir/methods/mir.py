@@ -32,14 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimir.data.transforms import POLICIES, DataConfig
+from mimir.core import DataConfig, eval_mode, model_device
+from mimir.data.transforms import POLICIES
 from mimir.engine import Task
-from mimir.engine.runtime import model_device
 from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
-from mimir.models._base import eval_mode
 
 SCHEDULES = ("step", "cosine")
 
@@ -76,7 +75,7 @@ class MiR(Method):
         else:
             # a default (mir-plus) stage term is dropped with a warning where the pruning leaves no
             # stage its shape; one asked for explicitly is an error there
-            names = shared_stages(teacher, student, inp.data_config, required="stages" in inp.train.extra) \
+            names = shared_stages(teacher, student, inp.data_config, required="stages" in inp.options) \
                 if o["stages"] else []
             with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps:
                 task = Task(student, forward=lambda m, x: self._outputs(m, x, o["kd"] > 0, s_taps),
@@ -131,7 +130,7 @@ def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig, re
     blocks) but the last, or each block but the last when all blocks form one stage (a ViT); only
     those present in both models with outputs of the same shape. None at all is an error when
     ``required``, else a warning and an empty list."""
-    from mimir.prune.structure import residual_blocks
+    from mimir.models.anatomy import residual_blocks
 
     blocks = residual_blocks(teacher)
     stages = list(dict.fromkeys(name.rpartition(".")[0] for name in blocks))

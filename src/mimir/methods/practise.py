@@ -21,15 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mimir.core import DataConfig, model_device
 from mimir.data.datasets import UnlabeledImages
-from mimir.data.transforms import DataConfig
 from mimir.engine import Runtime, Task, TrainConfig, train
-from mimir.engine.runtime import model_device
-from mimir.prune.structure import residual_blocks
 from mimir.errors import MimirError
 from mimir.evaluate import count_macs_params, feature_mse
-from mimir.methods._base import register_method
+from mimir.methods._base import MethodInput, register_method
 from mimir.methods.mir import MiR
+from mimir.models.anatomy import residual_blocks
 
 
 def _channels_of(model: nn.Module, block: str, example: torch.Tensor) -> int:
@@ -70,7 +69,8 @@ def recoverability(teacher: nn.Module, block: str, samples: UnlabeledImages, con
 
 def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConfig, k: int, cfg: TrainConfig,
                   seed: int, progress: bool = True, runtime: Runtime = Runtime()) -> tuple[list[str], list[dict]]:
-    """The K blocks to drop and the full ranking (best to drop first)."""
+    """The K blocks to drop and the full ranking (best to drop first); ``cfg`` is the adaptors'
+    training (its ``iterations`` per candidate)."""
     candidates = residual_blocks(teacher)
     if not 1 <= k <= len(candidates):
         raise MimirError(f"blocks:auto:{k} asks for {k} of {len(candidates)} droppable blocks",
@@ -79,12 +79,11 @@ def select_blocks(teacher: nn.Module, samples: UnlabeledImages, config: DataConf
     example = torch.zeros(1, config.in_chans, config.input_size, config.input_size, device=device)
     teacher_macs = count_macs_params(teacher, example)[0]
     ranking = []
-    adaptor_cfg = cfg.with_(iterations=int(cfg.extra.get("practise_iterations", Practise.options["practise_iterations"])))
     for block in tqdm(candidates, desc="practise: recoverability", disable=not progress, leave=False):
         pruned = copy.deepcopy(teacher)
         pruned.set_submodule(block, nn.Identity())
         saved = teacher_macs - count_macs_params(pruned, example)[0]
-        error = recoverability(teacher, block, samples, config, adaptor_cfg, seed, example, runtime)
+        error = recoverability(teacher, block, samples, config, cfg, seed, example, runtime)
         ranking.append({"block": block, "recoverability": error, "macs_saved": saved, "score": error / saved})
     ranking.sort(key=lambda r: (r["score"], r["block"]))
     return [r["block"] for r in ranking[:k]], ranking
@@ -109,5 +108,6 @@ class Practise(MiR):
                          f"MACs saved {r['macs_saved'] / 1e6:.2f}M  score {r['score']:.3g}  {mark}")
         return lines
 
-    def choose_blocks(self, teacher, samples, config, k, cfg, seed, runtime, progress):
-        return select_blocks(teacher, samples, config, k, cfg, seed, progress, runtime)
+    def choose_blocks(self, inp: MethodInput, k: int) -> tuple[list[str], list[dict]]:
+        cfg = inp.train.with_(iterations=self.option(inp, "practise_iterations"))
+        return select_blocks(inp.teacher, inp.samples, inp.data_config, k, cfg, inp.seed, inp.progress, inp.runtime)

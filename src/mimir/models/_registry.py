@@ -1,4 +1,5 @@
-"""Model registry: ``create_model(name, **kwargs)``, ``list_models()``."""
+"""The registry of mimir's own model names (``register_model``); :mod:`mimir.models.factory` adds
+``timm:NAME`` on top."""
 
 from __future__ import annotations
 
@@ -20,13 +21,6 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def is_model(name: str) -> bool:
-    """A registered name, or ``timm:NAME`` for any model timm knows."""
-    from mimir.models.timm_models import is_timm_model
-
-    return name in _MODELS or is_timm_model(name)
-
-
 def model_entrypoint(name: str) -> Callable[..., SplitModel]:
     """The function that builds ``name`` (to inspect the arguments it accepts)."""
     if name not in _MODELS:
@@ -41,16 +35,14 @@ def accepts(name: str, argument: str) -> bool:
     return argument in inspect.signature(model_entrypoint(name)).parameters
 
 
-def create_model(name: str, **kwargs) -> SplitModel:
-    """Build registered model ``name`` (or ``timm:NAME``) with random weights (``num_classes``,
-    ``in_chans``, ...)."""
-    from mimir.models.timm_models import create_timm_model, timm_name
-
-    if timm_name(name) is not None:
-        return create_timm_model(name, **kwargs)
-    if name not in _MODELS:
-        raise MimirError(f"unknown model '{name}'", f"choose one of: {', '.join(list_models())}")
-    model = _MODELS[name](**kwargs)
+def create_registered(name: str, **kwargs) -> SplitModel:
+    """Build registered model ``name`` with random weights; it records how it was built
+    (``model_name``, ``model_kwargs``), so a saved file can rebuild it."""
+    model = model_entrypoint(name)(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model
+
+
+def registered(name: str) -> bool:
+    return name in _MODELS

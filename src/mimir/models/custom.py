@@ -22,6 +22,8 @@ import copy
 import importlib
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import fx, nn
@@ -221,13 +223,26 @@ def _check_split(wrapped: WrappedModel, x: torch.Tensor) -> None:
                          "name the layer whose output feeds the global pooling")
 
 
+@contextmanager
+def _importable_from_cwd() -> Iterator[None]:
+    """The current folder on ``sys.path`` for the length of the block only."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def build_from_factory(spec: str) -> nn.Module:
     """Call ``MODULE:CALLABLE`` (importable from the current directory) and return its module."""
     module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        with _importable_from_cwd():
+            factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise MimirError(f"cannot import '{spec}' ({err})",
                          "give MODULE:CALLABLE, importable from the current directory, returning an nn.Module") from None

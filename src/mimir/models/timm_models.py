@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mimir.data.transforms import INTERPOLATIONS, DataConfig
+from mimir.core import INTERPOLATIONS, DataConfig, eval_mode
 from mimir.errors import MimirError
-from mimir.models._base import SplitModel, eval_mode
+from mimir.models._base import SplitModel
 from mimir.models._registry import register_model
 
 PREFIX = "timm:"

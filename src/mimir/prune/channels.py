@@ -15,17 +15,17 @@ Li et al. 2017, the default - l2, fpgm, lamp, or taylor, see :func:`taylor_score
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from mimir.core import trace_target
 from mimir.errors import MimirError
-from mimir.models._base import trace_target
-from mimir.prune.structure import (attention_modules, channel_groups, dependency_graph, head_modules,
-                                   resolve_name, sync_heads)
-
-IMPORTANCES = ("l1", "l2", "fpgm", "lamp", "taylor")
+from mimir.models.anatomy import attention_modules, head_modules, resolve_name, sync_heads
+from mimir.prune.structure import channel_groups, dependency_graph
 
 
 def _rounded(keep: int, channels: int, round_to: int | None) -> int:
@@ -44,22 +44,6 @@ class _Pruner(tp.pruner.BasePruner):
 
     def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
         return current_channels - _rounded(current_channels - n_pruned, current_channels, round_to)
-
-
-def importance(name: str) -> tp.importance.Importance:
-    """Torch-Pruning's importance criterion called ``name`` (ranking within a group is what the
-    filter-level criteria published; the mean normaliser only matters for global pruning)."""
-    if name == "l1":
-        return tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer="mean")
-    if name == "l2":
-        return tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer="mean")
-    if name == "fpgm":
-        return tp.importance.FPGMImportance()
-    if name == "lamp":
-        return tp.importance.LAMPImportance(p=2)
-    if name == "taylor":
-        return tp.importance.HessianImportance(group_reduction="mean", normalizer="mean")
-    raise MimirError(f"unknown importance '{name}'", f"choose one of {', '.join(IMPORTANCES)}")
 
 
 def taylor_scores(model: nn.Module, images: torch.Tensor, projections: int = 8) -> None:
@@ -87,6 +71,35 @@ def taylor_scores(model: nn.Module, images: torch.Tensor, projections: int = 8) 
         p.grad = c / projections
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """A channel-importance criterion: Torch-Pruning's scorer, and what it must first compute on
+    the few samples, if anything (``prepare(model, images)``; such a criterion needs the images)."""
+
+    make: Callable[[], tp.importance.Importance]
+    prepare: Callable[[nn.Module, torch.Tensor], None] | None = None
+
+
+#: the criteria by name (ranking within a group is what the filter-level criteria published; the
+#: mean normaliser only matters for global pruning)
+CRITERIA: dict[str, Criterion] = {
+    "l1": Criterion(lambda: tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer="mean")),
+    "l2": Criterion(lambda: tp.importance.MagnitudeImportance(p=2, group_reduction="first", normalizer="mean")),
+    "fpgm": Criterion(tp.importance.FPGMImportance),
+    "lamp": Criterion(lambda: tp.importance.LAMPImportance(p=2)),
+    "taylor": Criterion(lambda: tp.importance.HessianImportance(group_reduction="mean", normalizer="mean"),
+                        prepare=taylor_scores),
+}
+IMPORTANCES = tuple(CRITERIA)
+
+
+def importance(name: str) -> Criterion:
+    """The criterion called ``name``."""
+    if name not in CRITERIA:
+        raise MimirError(f"unknown importance '{name}'", f"choose one of {', '.join(IMPORTANCES)}")
+    return CRITERIA[name]
+
+
 def _record(kept: dict[str, list[int]], name: str, size: int, removed: list[int]) -> None:
     """Compose this pruning step's survivors with earlier ones (indices into the *teacher's* layer)."""
     before = kept.get(name, list(range(size)))
@@ -107,7 +120,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
                    layer_ratios: dict[str, float] | None = None, images: torch.Tensor | None = None) -> dict:
     """Prune ``model`` in place (see the module docstring). ``layer_ratios`` maps module names
     (``layer1``, ``blocks.3``) to their own ratio; with it, layers it does not name are kept.
-    ``images``: a normalised batch of the few samples, needed by ``importance_name="taylor"``.
+    ``images``: a normalised batch of the few samples, for a criterion that scores on data (taylor).
 
     Returns ``{"out": {layer: kept teacher channels}, "in": {layer: kept teacher input channels}}``
     for every conv / BN / linear layer that lost channels (what FSKD and CD compare against).
@@ -119,18 +132,18 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
     excluded = {w for g in groups if g.reaches_head or (scope == "inner" and g.coupled) for w in g.writers}
     ignored = list(head_modules(model)) + [model.get_submodule(n) for n in excluded]
     attention = attention_modules(model)
-    scorer = importance(importance_name)
-    if importance_name == "taylor":
+    criterion = importance(importance_name)
+    if criterion.prepare is not None:
         if images is None:
-            raise MimirError("importance 'taylor' needs the few samples", "pass images= (the CLI does this itself)")
-        taylor_scores(model, images)
+            raise MimirError(f"importance '{importance_name}' needs the few samples", "pass images=")
+        criterion.prepare(model, images)
     modules = [n for n, _ in model.named_modules() if n]
     ratios = {model.get_submodule(resolve_name(model, n, modules, "the model has no layer named",
                                                "modules of the model")): r for n, r in (layer_ratios or {}).items()}
     heads = {m.qkv: m.num_heads for m in attention.values()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unwrapped parameters")
-        pruner = _Pruner(trace_target(model), example_input, importance=scorer, global_pruning=global_pruning,
+        pruner = _Pruner(trace_target(model), example_input, importance=criterion.make(), global_pruning=global_pruning,
                          pruning_ratio=0.0 if layer_ratios else ratio, pruning_ratio_dict=ratios or None,
                          ignored_layers=ignored, round_to=round_to, num_heads=heads, prune_num_heads=True,
                          prune_head_dims=False, head_pruning_ratio=0.0 if layer_ratios else ratio,

@@ -7,9 +7,9 @@ import torch
 
 from mimir._readme import replace_block
 from mimir.models import create_model
-from mimir.models.timm_models import TESTED_FAMILIES, TEST_SIZES
-from mimir.prune.structure import (attention_modules, channel_groups, dependency_graph, residual_blocks,
-                                   transformer_blocks)
+from mimir.models.anatomy import attention_modules, residual_blocks, transformer_blocks
+from mimir.models.timm_models import TEST_SIZES, TESTED_FAMILIES
+from mimir.prune.structure import channel_groups, dependency_graph
 
 
 def family_rows() -> list[dict]:

@@ -12,7 +12,7 @@ Schemes are strings:
 - ``attention:NAME,NAME`` - drop the attention of transformer blocks, keeping their MLPs
   (DC-ViT style).
 
-:func:`prune` returns the student and a description of its architecture (see :mod:`mimir.prune._arch`).
+:func:`prune` returns the student and a description of its architecture (see :mod:`mimir.export.architecture`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from mimir.errors import MimirError
-from mimir.prune._arch import describe, drop_attention, drop_blocks
+from mimir.evaluate.cost import count_macs_params
+from mimir.export.architecture import describe, drop_attention, drop_blocks
 from mimir.prune.channels import IMPORTANCES, prune_channels
 
 _CHANNEL_KINDS = ("channels", "channels-all", "macs", "macs-all")
@@ -95,8 +96,6 @@ def parse_scheme(text: str) -> Scheme:
 
 
 def _macs(model: nn.Module, example: torch.Tensor) -> int:
-    from mimir.evaluate.cost import count_macs_params
-
     return count_macs_params(model, example)[0]
 
 
@@ -132,8 +131,8 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
     """A pruned deep copy of ``teacher`` (kept teacher weights) and its architecture description
     (plus ``arch["kept_channels"]``: the teacher channels each pruned layer kept). Channel
     schemes take ``round_to`` K (keep a multiple of K channels per layer), ``importance``
-    (one of :data:`~mimir.prune.channels.IMPORTANCES`), ``global_pruning`` and, for taylor,
-    ``images`` (a normalised batch of the few samples).
+    (one of :data:`~mimir.prune.channels.IMPORTANCES`), ``global_pruning`` and ``images`` (a
+    normalised batch of the few samples, for a criterion that scores on data).
 
     Asserts that the student's pre-pool feature map has exactly the teacher's shape.
     """

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mimir.errors import MimirError
-from mimir.prune.structure import residual_blocks, resolve_name, sync_heads, transformer_blocks
+from mimir.models.anatomy import residual_blocks, resolve_name, sync_heads, transformer_blocks
 
 _RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.LayerNorm, nn.GroupNorm)
 
@@ -124,7 +124,7 @@ def _reshape(m: nn.Module, shape: list[int]) -> None:
         resize("bias", m.out_features)
 
 
-def apply(model: nn.Module, arch: dict) -> nn.Module:
+def apply_architecture(model: nn.Module, arch: dict) -> nn.Module:
     """Reshape a freshly built base ``model`` in place to the architecture ``arch`` describes."""
     drop_blocks(model, arch.get("dropped_blocks", []))
     drop_attention(model, arch.get("dropped_attention", []))

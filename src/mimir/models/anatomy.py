@@ -1,0 +1,100 @@
+"""What a model is made of, read off its modules and traced forwards - never off where the model
+came from, so the same layers give the same answer for a registry model, a timm model or a user's
+own module: its residual blocks, transformer blocks, attention and head modules.
+
+*Residual blocks* come from torch.fx: a module whose traced forward adds its own input (through
+identity-like modules only) to something it computed, so removing it leaves a valid network.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+
+from mimir.errors import MimirError
+
+_PASS_THROUGH = (nn.Identity, nn.Dropout)   # and timm's DropPath, matched by name (see _is_pass_through)
+_LEAVES = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.GELU, nn.Identity, nn.Dropout)
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Multi-head attention modules with a fused q/k/v projection (timm's ``Attention`` and alikes)."""
+    return {n: m for n, m in model.named_modules()
+            if isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int)
+            and isinstance(getattr(m, "head_dim", None), int)}
+
+
+def head_modules(model: nn.Module) -> set[nn.Module]:
+    names = model.head_module_names() if hasattr(model, "head_module_names") else []
+    return {sub for n in names for sub in model.get_submodule(n).modules()}
+
+
+# ----------------------------------------------------------------------------- residual blocks
+def _is_pass_through(m: nn.Module) -> bool:
+    return isinstance(m, _PASS_THROUGH) or type(m).__name__ == "DropPath"
+
+
+class _ChildrenAsLeaves(fx.Tracer):
+    """Traces one module's own forward, each submodule a single call (a stage of blocks is not
+    mistaken for a block because its first block adds the stage's input)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return True
+
+
+def _adds_its_input(module: nn.Module) -> bool:
+    """Whether ``module``'s traced forward adds its (identity-passed) first input to another value."""
+    try:
+        graph = _ChildrenAsLeaves().trace(module)
+    except Exception:  # noqa: BLE001 - anything fx cannot trace is simply not a block we can drop
+        return False
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if not inputs:
+        return False
+    passed = {inputs[0]}
+    for node in graph.nodes:
+        if node.op == "call_module" and node.args and node.args[0] in passed and \
+                _is_pass_through(module.get_submodule(node.target)):
+            passed.add(node)
+        elif node.op in ("call_function", "call_method") and node.target in (
+                operator.add, operator.iadd, torch.add, "add", "add_"):
+            operands = [a for a in node.args if isinstance(a, fx.Node)]
+            if len(operands) == 2 and sum(a in passed for a in operands) == 1:
+                return True
+    return False
+
+
+def residual_blocks(model: nn.Module) -> list[str]:
+    """Modules that add their own input to what they compute - the blocks ``blocks:NAME`` may
+    drop - in module order."""
+    return [n for n, m in model.named_modules() if n and not isinstance(m, _LEAVES) and _adds_its_input(m)]
+
+
+def transformer_blocks(model: nn.Module, blocks: list[str] | None = None) -> list[str]:
+    """The residual blocks (``blocks``, else all of them) that are pre-norm transformer blocks with
+    ``attn``, ``norm2`` and ``mlp`` (timm's ``Block``): those whose attention ``attention:`` drops."""
+    return [n for n in (residual_blocks(model) if blocks is None else blocks)
+            if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
+
+
+def sync_heads(model: nn.Module) -> None:
+    """After whole heads were pruned from (or restored to) q/k/v projections, set each attention's
+    head count and width from its projection's size."""
+    for m in attention_modules(model).values():
+        m.num_heads = m.qkv.out_features // (3 * m.head_dim)
+        if hasattr(m, "attn_dim"):
+            m.attn_dim = m.num_heads * m.head_dim
+
+
+def resolve_name(model: nn.Module, name: str, allowed: list[str], what: str, example: str) -> str:
+    """``name`` as the model names it - also without the ``model.`` prefix of a wrapped timm or user
+    model (``layer1.0`` for ``model.layer1.0``) - checked against ``allowed``; else the error
+    "``what`` 'name'"."""
+    for candidate in (name, f"model.{name}"):
+        if candidate in allowed:
+            return candidate
+    shown = [a.removeprefix("model.") for a in allowed]
+    hint = ", ".join(shown[:12]) + (", ..." if len(shown) > 12 else "") if shown else "this model has none"
+    raise MimirError(f"{what} '{name}'", f"choose {example}: {hint}")

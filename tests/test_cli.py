@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from mimir.cli import main
+from mimir.errors import MimirError
+from mimir.methods import get_method, list_methods
 from mimir.models import create_model
 
 
@@ -131,9 +133,10 @@ def test_bad_input(tmp_path, capsys, case):
 
 
 def test_user_model_feature_layer_that_does_not_exist():
+    import torchvision
+
     from mimir import api
     from mimir.errors import MimirError
-    import torchvision
 
     with pytest.raises(MimirError, match="no layer named 'head9'"):
         api.compress(torchvision.models.resnet18(num_classes=10), feature_layer="head9", samples=5)
@@ -185,7 +188,15 @@ def test_users_own_model_from_the_command_line(tmp_path, monkeypatch, capsys):
                  "--samples", "8", "--iterations", "3", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["compressed"]["params"] < summary["teacher"]["params"]
-    model, config, _ = load_model(out)   # rebuilt from the factory recorded in the file
+    assert str(tmp_path) not in sys.path   # the folder was importable only while the factory was imported
+    # the file names the code that rebuilds it: run only when the user says so, never on the file's word
+    with pytest.raises(MimirError, match="names but does not contain.*--trust-code"):
+        load_model(out)
+    assert main(["evaluate", str(out), "--data", str(folder)]) == 2
+    assert "--trust-code" in _error(capsys)
+    assert main(["compress", "--recipe", str(out), "--iterations", "1"]) == 2
+    assert "names code to run" in _error(capsys)
+    model, config, _ = load_model(out, trust_code=True)   # rebuilt from the factory recorded in the file
     assert config.input_size == 32 and model.model.stem[0].out_channels == 4
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
@@ -240,3 +251,44 @@ def test_methods_lists_each_option_with_its_choices_or_range(capsys):
     out = capsys.readouterr().out
     assert "mix=none (none|mixup|cutmix|both|salient)" in out and "mix_prob=1.0 in (0, 1]" in out
     assert "mu=0.6 in [0, 1]" in out
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_compress_prints_the_summary_of_every_method(method, capsys, monkeypatch):
+    """The text a user reads after a run, for every method, label-using ones included."""
+    from mimir import cli
+
+    m = get_method(method)
+    results = []
+    real = cli.api.compress
+    monkeypatch.setattr(cli.api, "compress", lambda **kw: results.append(real(**kw)) or results[-1])
+    argv = ["compress", "--no-latency", "--method", method, "--samples", "16", "--iterations", "2",
+            "--eval-data", "none", "--device", "cpu", "--prune", "blocks:auto:1" if m.selects_blocks else "channels:0.5"]
+    for key, value in m.quick_options.items():
+        argv += ["--option", f"{key}={value}"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"mimir compress: teacher resnet20, method {method}, ")
+    table = next(i for i, line in enumerate(out) if line.startswith("model "))
+    assert out[table + 2].startswith("teacher ") and out[table + 3].startswith("pruned (before training) ")
+    assert out[table + 4].startswith(f"compressed ({method}) ")
+    assert out[1:table] == m.summary_lines(results[0].summary)   # a method's own lines (a ranking), first
+    assert ("note: method '%s' used the labels of the 16 samples" % method in out) == m.needs_labels
+    assert any(line.startswith("trained in ") for line in out)
+
+
+def test_ctrl_c_leaves_no_checkpoint_in_the_current_folder_unless_asked(tmp_path, monkeypatch):
+    """Where compress is told to checkpoint: beside --out, where --checkpoint says, in the current
+    folder only with --checkpoint-every; with none of them, nowhere (Ctrl-C just stops)."""
+    from mimir import cli
+
+    seen = []
+    monkeypatch.setattr(cli.api, "compress", lambda **kw: seen.append(kw["checkpoint"]) or
+                        type("R", (), {"summary": {}})())
+    monkeypatch.chdir(tmp_path)
+    base = ["compress", "--samples", "8", "--iterations", "2"]
+    for extra in ([], ["--out", "s.pt"], ["--checkpoint", "c.ckpt"], ["--checkpoint-every", "5"]):
+        assert cli.main(base + extra) == 0
+    assert seen[0] is None and seen[1] == "s.pt.ckpt" and seen[2] == "c.ckpt"
+    assert seen[3].startswith("mimir-") and seen[3].endswith(".ckpt")
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import yaml
 
 from mimir.cli import build_parser, main, recipe_from_args
 from mimir.errors import MimirError
-from mimir.recipe import Recipe, load_recipe
+from mimir.recipe import Recipe, load_recipe, settings
 
 
 def test_yaml_round_trip_and_key():
@@ -86,3 +86,52 @@ def test_in_memory_objects_are_named_and_must_be_passed_again(teacher20, fmnist_
     again = mimir.compress(teacher, data=few, recipe=recipe, progress=False)   # the objects given again
     a, b = result.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- one list of settings
+def _cli_words(name, value) -> list[str]:
+    from mimir.recipe import flag_of
+
+    flag = flag_of(name)
+    if isinstance(value, bool):
+        return [flag] if value else []
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in ("--option", f"{k}={v}")]
+    if isinstance(value, tuple):
+        return [flag, ",".join(str(v) for v in value)]
+    return [flag, "none" if value is None else str(value)]
+
+
+@pytest.mark.parametrize("name", sorted(settings()))
+def test_every_setting_reaches_the_cli_the_api_a_grid_and_the_saved_file(name, monkeypatch, tmp_path):
+    """Each recipe field, declared once, is a flag, a keyword argument, a grid key and an entry of
+    the saved recipe, all giving the same recipe: the declaration's example, not the default."""
+    import mimir
+    from mimir import api
+    from mimir.bench.config import parse_config
+    from mimir.core import FASHION_MNIST
+    from mimir.export import save_model
+    from mimir.models import create_model
+    from mimir.recipe import flag_of, grid_key_of, recipe_defaults
+
+    example = settings()[name].example
+    expected = Recipe(**{name: example})
+    assert getattr(expected, name) != getattr(Recipe(), name) or recipe_defaults()[name] != example
+    if flag_of(name) is not None:
+        args = build_parser().parse_args(["compress"] + _cli_words(name, example))
+        assert recipe_from_args(args) == expected
+    seen = {}
+    monkeypatch.setattr(api, "run_recipe", lambda recipe, **kw: seen.setdefault("recipe", recipe))
+    mimir.compress(**{name: example})
+    assert seen["recipe"] == expected
+    if grid_key_of(name) is not None:
+        row = {"teacher": "resnet20", "prune": "channels:0.5", "methods": ["mir"], "samples": [500]}
+        value = [example] if grid_key_of(name) in ("methods", "seeds") else example
+        row = {**row, grid_key_of(name): value}
+        cells = parse_config({"iterations": 2000, "eval_data": "auto", "grid": [row]}).cells
+        assert cells == [expected]
+    (tmp_path / "r.yaml").write_text(expected.to_yaml())
+    assert load_recipe(tmp_path / "r.yaml") == expected
+    saved = save_model(tmp_path / "m.pt", create_model("resnet20", num_classes=10, in_chans=1), FASHION_MNIST,
+                       info={"recipe": expected.to_dict()})
+    assert load_recipe(saved) == expected

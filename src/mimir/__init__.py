@@ -7,6 +7,7 @@
     model = mimir.load("resnet20_mir.pt")        # eval mode; model.data_config, model.mimir_info
 """
 
+from mimir._version import __version__
 from mimir.api import CompressResult, compress, evaluate, export, latency, load_teacher, train_teacher
 from mimir.core import DataConfig
 from mimir.errors import MimirError
@@ -15,9 +16,7 @@ from mimir.methods import list_methods
 from mimir.models import create_model, list_models, wrap_model
 from mimir.recipe import Recipe, load_recipe
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "CompressResult", "DataConfig", "MimirError", "Recipe", "compress", "create_model", "evaluate", "export", "latency", "list_methods",
+    "CompressResult", "DataConfig", "MimirError", "Recipe", "__version__", "compress", "create_model", "evaluate", "export", "latency", "list_methods",
     "list_models", "load", "load_model", "load_recipe", "load_teacher", "save_model", "train_teacher", "wrap_model",
 ]

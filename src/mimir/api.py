@@ -18,6 +18,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from mimir._version import __version__
 from mimir.core import DataConfig
 from mimir.core.references import in_memory_name
 from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
@@ -28,11 +29,13 @@ from mimir.evaluate import compare_latency, count_macs_params, latency_ms, measu
 from mimir.evaluate.accuracy import eval_batches
 from mimir.evaluate.latency import RUNTIMES
 from mimir.export.checkpoint import FORMAT, save_model
+from mimir.export.onnx import OPSET, export_onnx
 from mimir.models import is_model, list_models
 from mimir.pipeline import CompressResult, run_recipe
 from mimir.recipe import Recipe, load_recipe, recipe_defaults
 from mimir.recipe import settings as recipe_settings
 from mimir.resolve import is_own_code, load_teacher, resolve_model
+from mimir.teachers import train_teacher as _train
 
 __all__ = ["CompressResult", "compress", "evaluate", "export", "latency", "load_eval_data", "load_samples",
            "load_teacher", "train_teacher"]
@@ -170,9 +173,6 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
     user's ``MODULE:CALLABLE`` with ``input_size``) as ``format``: ``onnx`` (checked against PyTorch
     in ONNX Runtime; the check's figures are returned), ``safetensors`` or ``pt``. The format
     defaults to ``out``'s suffix; ``input_size`` overrides the model's own."""
-    from mimir import __version__
-    from mimir.export.onnx import OPSET, export_onnx
-
     format = format or Path(out).suffix.lstrip(".")
     if format not in EXPORT_FORMATS:
         raise MimirError(f"unknown export format '{format}'", f"use --format {', '.join(EXPORT_FORMATS)}")
@@ -227,8 +227,6 @@ def train_teacher(model: str, epochs: int = 10, batch_size: int = 128, lr: float
                   warmup: float = 0.0) -> dict:
     """Train registry ``model`` on Fashion-MNIST with labels; returns its info (test accuracy...).
     ``optimizer`` sgd (Nesterov) or adamw, ``warmup``: fraction of steps with a linear warm-up."""
-    from mimir.teachers import train_teacher as _train
-
     if not is_model(model):
         raise MimirError(f"unknown model '{model}'", f"choose one of: {', '.join(list_models())}")
     if epochs < 1:

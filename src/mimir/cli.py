@@ -7,9 +7,22 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
+import timm
+
+from mimir import api
+from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
+from mimir.bench.report import update_readme
+from mimir.bench.runner import finished_keys
+from mimir.engine import TrainingInterrupted
 from mimir.errors import MimirError
+from mimir.methods import get_method, list_methods
+from mimir.models import list_models
+from mimir.prune.families import family_rows, format_rows
+from mimir.prune.families import update_readme as update_families_block
 from mimir.recipe import Recipe, add_recipe_flags, flag_of, load_recipe, recipe_defaults, recipe_from_flags, settings
+from mimir.teachers import bundled_teachers
 
 
 def _add_train_teacher(sub) -> None:
@@ -28,8 +41,6 @@ def _add_train_teacher(sub) -> None:
 
 
 def _run_train_teacher(args) -> int:
-    from mimir import api
-
     info = api.train_teacher(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, seed=args.seed, out=args.out,
                              progress=not args.json, device=args.device, precision=args.precision,
@@ -115,9 +126,6 @@ def summary_table(summary: dict) -> str:
 
 
 def _run_compress(args) -> int:
-    from mimir import api
-    from mimir.methods import get_method
-
     recipe = recipe_from_args(args)
     out = getattr(args, "out", None)
     # a checkpoint goes beside --out, or where --checkpoint says; in the current folder only when
@@ -166,8 +174,6 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from mimir import api
-
     result = api.evaluate(args.model, data=args.data, latency=args.latency, progress=not args.json,
                           device=args.device, precision=args.precision, trust_code=args.trust_code)
     if args.json:
@@ -213,8 +219,6 @@ def _model_arg(args) -> str:
 
 
 def _run_export(args) -> int:
-    from mimir import api
-
     result = api.export(_model_arg(args), args.out, format=args.format, weights=args.weights,
                         input_size=args.input_size, trust_code=args.trust_code)
     if args.json:
@@ -252,8 +256,6 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 
 
 def _run_latency(args) -> int:
-    from mimir import api
-
     runtimes = ("onnxruntime", "torch") if args.runtime == "both" else (args.runtime,)
     result = api.latency(_model_arg(args), against=args.against, weights=args.weights, runtimes=runtimes,
                          batches=_int_list(args.batch, "--batch"), threads=args.threads, seconds=args.seconds,
@@ -284,9 +286,6 @@ def _add_bench(sub) -> None:
 
 
 def _run_bench(args) -> int:
-    from mimir.bench import dry_run_config, load_config, run_bench
-    from mimir.bench.runner import finished_keys
-
     config = load_config(args.config)
     if args.workers < 1:
         raise MimirError(f"--workers must be at least 1 (got {args.workers})", "pass a positive number")
@@ -314,11 +313,6 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> int:
-    from pathlib import Path
-
-    from mimir.bench import aggregate, read_results, winners, write_report
-    from mimir.bench.report import update_readme
-
     if not Path(args.results).is_file():
         raise MimirError(f"results file '{args.results}' does not exist", "run 'mimir bench CONFIG' first")
     path = write_report(args.results, args.out, command=args.grid_command)
@@ -346,9 +340,6 @@ def _add_listing(sub) -> None:
 
 
 def _run_models(args) -> int:
-    from mimir.models import list_models
-    from mimir.teachers import bundled_teachers
-
     if args.timm is not None:
         return _run_timm_models(args.timm, args.readme)
     bundled = set(bundled_teachers())
@@ -358,11 +349,8 @@ def _run_models(args) -> int:
 
 
 def _run_timm_models(pattern: str, readme: str | None) -> int:
-    from mimir.prune.families import family_rows, format_rows, update_readme
 
     if pattern:
-        import timm
-
         names = timm.list_models(pattern)
         if not names:
             raise MimirError(f"timm has no model matching '{pattern}'", "try a wider pattern, e.g. 'resnet*'")
@@ -370,7 +358,7 @@ def _run_timm_models(pattern: str, readme: str | None) -> int:
         return 0
     rows = family_rows()
     print(format_rows(rows))
-    if readme and not update_readme(readme, rows):
+    if readme and not update_families_block(readme, rows):
         raise MimirError(f"'{readme}' has no 'mimir models --timm' block",
                          "add the lines '<!-- mimir models --timm: -->' and '<!-- /mimir models --timm -->'")
     print("\nAny timm classifier can be named timm:NAME with --weights FILE (nothing is downloaded); "
@@ -379,8 +367,6 @@ def _run_timm_models(pattern: str, readme: str | None) -> int:
 
 
 def _run_methods(args) -> int:
-    from mimir.methods import get_method, list_methods
-
     for name in list_methods():
         m = get_method(name)
         doc = (type(m).__doc__ or sys.modules[type(m).__module__].__doc__ or "").strip().splitlines()[0]
@@ -417,7 +403,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mimir.engine import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     try:

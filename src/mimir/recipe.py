@@ -160,7 +160,7 @@ class Recipe:
     method: str = setting("mir", "compression method; see 'mimir methods'", "kd", choices=list_methods,
                           grid_key="methods")
     options: Mapping[str, Any] = setting({}, "a method setting, e.g. temperature=4 (kd); repeatable; 'mimir "
-                                         "methods' lists each method's", {"temperature": 2.0}, flag="--option",
+                                         "methods' lists each method's", {"schedule": "cosine"}, flag="--option",
                                          metavar="KEY=VALUE")
     iterations: int = setting(2000, "training iterations", 400, check=_integer(0))
     batch_size: int = setting(64, "global batch size (min(batch size, samples) in effect)", 32, check=_integer(1))

@@ -165,7 +165,7 @@ def first_conv_name(model: nn.Module) -> str | None:
 def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
     """num_classes / in_chans read off a state dict; small_input for torchvision models (from the
     stem for ResNets, from the input size for MobileNetV2, whose two variants have the same
-    weights); patch and image size for a timm ViT."""
+    weights); patch and image size for a plain timm ViT."""
     model = create_model(name)
     classifier = f"{model.classifier_name.removeprefix('model.') if timm_name(name) else model.classifier_name}.weight"
     conv = first_conv_name(model)
@@ -180,8 +180,9 @@ def _infer_kwargs(name: str, state: dict, input_size: int | None) -> dict:
             kwargs["small_input"] = first_conv.shape[-1] == 3
         else:
             kwargs["small_input"] = input_size is not None and input_size <= 64
-    if timm_name(name) and "pos_embed" in state and "patch_embed.proj.weight" in state:
-        vit = model.model
+    vit = model.model if timm_name(name) else None
+    if vit is not None and "pos_embed" in state and "patch_embed.proj.weight" in state \
+            and not hasattr(vit.patch_embed, "backbone"):   # a hybrid's patches are of its CNN's map, not pixels
         patch = int(state["patch_embed.proj.weight"].shape[-1])
         tokens = int(state["pos_embed"].shape[1]) - (0 if getattr(vit, "no_embed_class", False)
                                                      else getattr(vit, "num_prefix_tokens", 0))

@@ -97,7 +97,7 @@ def test_cd_per_layer_loss_falls(teacher20, fmnist_train):
 def test_practise_ranking_is_deterministic_and_drops_k(teacher20, fmnist_train):
     teacher, config = teacher20
     few = _few(fmnist_train, 50, seed=4).without_labels()   # the draw compress() makes with seed 4
-    cfg = TrainConfig(extra={"practise_iterations": 8})
+    cfg = TrainConfig(iterations=8)   # each candidate adaptor's steps (the option practise_iterations)
     chosen_a, ranking_a = select_blocks(teacher, few, config, 3, cfg, seed=4, progress=False)
     chosen_b, ranking_b = select_blocks(teacher, few, config, 3, cfg, seed=4, progress=False)
     assert ranking_a == ranking_b and chosen_a == chosen_b

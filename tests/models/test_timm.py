@@ -167,3 +167,24 @@ def test_models_page_table_is_what_mimir_models_timm_prints():
     page = Path(__file__).resolve().parents[2] / "docs" / "MODELS.md"   # where the generated block lives
     assert read_block(page, *README_MARKERS) == readme_text(family_rows()), \
         "docs/MODELS.md is stale: run 'mimir models --timm --readme docs/MODELS.md'"
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_timm_weights_load_in_both_formats(name, fmt, tmp_path):
+    """A plain timm state dict as torch.save writes it and as safetensors (timm's hub format, keys
+    sorted) loads into the same model: input channels come from the model's own first conv, never
+    from the first 4-D tensor of the file (a block's depthwise conv sorts before the stem)."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    original = timm.create_model(name, pretrained=False, num_classes=7).eval()
+    path = tmp_path / f"w.{fmt}"
+    state = {k: v.contiguous() for k, v in original.state_dict().items()}
+    save_file(state, str(path)) if fmt == "safetensors" else torch.save(state, path)
+    model, config = load_teacher(f"timm:{name}", weights=path)
+    assert (config.in_chans, config.num_classes) == (3, 7)
+    x = torch.randn(1, 3, config.input_size, config.input_size)
+    with torch.no_grad():
+        assert torch.equal(model(x), original(x))

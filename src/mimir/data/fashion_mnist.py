@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import FashionMNIST
 
 from mimir.core import Memo, cache_root
 from mimir.data.datasets import LabeledImages
@@ -74,8 +75,6 @@ def locate(split: str, download: bool = True) -> tuple[Path, Path]:
     if download:
         target = cache_root() / "fashion-mnist"
         try:
-            from torchvision.datasets import FashionMNIST
-
             FashionMNIST(str(target), train=(split == "train"), download=True)
         except Exception as err:  # noqa: BLE001 - the downloader fails in many ways (network, disk, checksum)
             failure = f"torchvision's download into {target} failed: {first_line(err)}"

@@ -10,6 +10,7 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
+import ast
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import ast
-
     torch.set_rng_state(state["torch"])
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))

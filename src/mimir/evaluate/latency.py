@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import onnxruntime as ort
 import torch
 from torch import nn
 
-from mimir.core import DataConfig
+from mimir.core import DataConfig, eval_mode
+from mimir.export.onnx import onnx_bytes, ort_session
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -96,8 +98,6 @@ def _torch_call(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 def _ort_call(session, x: torch.Tensor) -> Callable[[], object]:
     """One run with the input and output bound once beforehand (as a serving loop does), so that
     what is timed is the model, not Python's conversion of the input."""
-    import onnxruntime as ort
-
     binding = session.io_binding()
     value = ort.OrtValue.ortvalue_from_numpy(x.numpy())
     binding.bind_ortvalue_input("input", value)
@@ -111,8 +111,6 @@ def time_models(models: dict[str, nn.Module], config: DataConfig, runtime: str, 
     contiguous memory) or ONNX Runtime (the files :func:`mimir.export.onnx.onnx_bytes` writes:
     BatchNorm folded, every graph optimisation). ``sessions`` caches the ONNX Runtime sessions
     across calls (keyed by model name and thread count)."""
-    from mimir.export.onnx import onnx_bytes, ort_session
-
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}")
     x = _example(config, batch)
@@ -150,3 +148,10 @@ def compare_latency(student: nn.Module, teacher: nn.Module, config: DataConfig,
                                      "latency_ratio": round(s.median_ms / t.median_ms, 4)}
         out["runtimes"][runtime] = per_batch
     return out
+
+
+def latency_ms(model: nn.Module, example_input: torch.Tensor, seconds: float = 1.0, threads: int = 1) -> float:
+    """Median wall time of one eval-mode forward pass on ``example_input`` (CPU, PyTorch eager,
+    ``threads`` threads), in milliseconds."""
+    with eval_mode(model), torch_threads(threads):
+        return time_interleaved({"model": _torch_call(model, example_input)}, seconds=seconds)["model"].median_ms

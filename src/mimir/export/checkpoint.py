@@ -23,6 +23,8 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from mimir.core import DataConfig, atomic_save, atomic_write
@@ -57,11 +59,9 @@ def save_model(path: str | Path, model: nn.Module, data_config: DataConfig, drop
 
 
 def _save_safetensors(payload: dict, path: str | Path) -> Path:
-    from safetensors.torch import save
-
     metadata = {"format": payload["format"], "model": payload["model"]}
     metadata.update({k: json.dumps(payload[k]) for k in _JSON_ENTRIES})
-    blob = save(payload["state_dict"], metadata=metadata)
+    blob = safetensors_bytes(payload["state_dict"], metadata=metadata)
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
@@ -76,8 +76,6 @@ def _kind(path: Path) -> str:
 
 
 def _read_safetensors(path: Path) -> dict:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -67,8 +69,6 @@ def onnx_bytes(model: nn.Module, config: DataConfig, metadata: dict | None = Non
 
 def ort_session(blob: bytes | str | Path, threads: int = 1):
     """An ONNX Runtime CPU session with every graph optimisation, ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -81,8 +81,6 @@ def ort_session(blob: bytes | str | Path, threads: int = 1):
 
 def check_onnx(blob: bytes, model: nn.Module, inputs: torch.Tensor, described: str) -> OnnxCheck:
     """Run the exported file and the PyTorch model on ``inputs``; refuse the export when they disagree."""
-    import onnx
-
     proto = onnx.load_from_string(blob)
     try:
         onnx.checker.check_model(proto)

@@ -39,6 +39,7 @@ from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
+from mimir.models.anatomy import residual_blocks
 
 SCHEDULES = ("step", "cosine")
 
@@ -130,8 +131,6 @@ def shared_stages(teacher: nn.Module, student: nn.Module, config: DataConfig, re
     blocks) but the last, or each block but the last when all blocks form one stage (a ViT); only
     those present in both models with outputs of the same shape. None at all is an error when
     ``required``, else a warning and an empty list."""
-    from mimir.models.anatomy import residual_blocks
-
     blocks = residual_blocks(teacher)
     stages = list(dict.fromkeys(name.rpartition(".")[0] for name in blocks))
     names = (stages if len(stages) > 1 else blocks)[:-1]

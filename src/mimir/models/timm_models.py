@@ -9,6 +9,8 @@ Nothing is downloaded: weights come from the user's file.
 
 from __future__ import annotations
 
+import timm
+import timm.data
 import torch
 from torch import nn
 
@@ -36,8 +38,6 @@ def timm_name(name: str) -> str | None:
 
 
 def is_timm_model(name: str) -> bool:
-    import timm
-
     inner = timm_name(name)
     return inner is not None and timm.is_model(inner)
 
@@ -46,8 +46,6 @@ class TimmModel(SplitModel):
     """A timm model under mimir's split; ``self.model`` is the timm module itself."""
 
     def __init__(self, name: str, **kwargs) -> None:
-        import timm
-
         super().__init__()
         if not timm.is_model(name):
             close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
@@ -69,8 +67,6 @@ class TimmModel(SplitModel):
         """timm's own data config for this model (``resolve_data_config``: mean, std,
         interpolation, crop_pct), with the input size and channels of *this* instance (a ViT built
         with ``img_size=28`` expects 28 px, whatever its pretrained_cfg says)."""
-        import timm.data
-
         cfg = timm.data.resolve_data_config({}, model=self.model)
         in_chans = next((m.in_channels for m in self.model.modules() if isinstance(m, nn.Conv2d)), cfg["input_size"][0])
         size = cfg["input_size"][-1]

@@ -1,4 +1,5 @@
-"""The committed reports and the README's numbers are what `mimir report` makes of the committed results."""
+"""The committed reports, and the numbers the hand-written pages quote from them, are what `mimir report`
+(and the benchmark scripts) make of the committed results."""
 
 from pathlib import Path
 
@@ -14,6 +15,20 @@ REPORTS = {  # results name -> (report folder, the grid command the report quote
     "beyond-mir": ("docs/beyond-mir", "mimir bench benchmarks/beyond-mir.yaml --workers 2"),
     "beyond-mir-long": ("docs/beyond-mir-long", "mimir bench benchmarks/beyond-mir-long.yaml --workers 2"),
 }
+SUMMARY_PAGES = {  # results name -> the hand-written page holding its `mimir report --readme` summary block
+    "fashion-mnist": "docs/BENCHMARKS.md",
+    "mir-pooling": "docs/BENCHMARKS.md",
+    "beyond-mir": "docs/BEYOND-MIR.md",
+    "beyond-mir-long": "docs/BEYOND-MIR.md",
+}
+DEPLOY_PAGE = "docs/SHIPPING.md"  # holds the `<!-- deploy_speed -->` block
+GENERATED = {"docs/RESULTS.md", "docs/DEPLOY.md", "docs/SPEED.md"}  # written by commands, never by hand
+PAGES_WITH_COPIED_ROWS = ("docs/BENCHMARKS.md", "docs/BEYOND-MIR.md")
+
+
+def _hand_written_pages() -> list[Path]:
+    pages = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+    return [p for p in pages if p.relative_to(ROOT).as_posix() not in GENERATED]
 
 
 @pytest.mark.parametrize("name", sorted(REPORTS))
@@ -26,15 +41,29 @@ def test_report_regenerates_unchanged(name):
 
 
 @pytest.mark.parametrize("name", sorted(REPORTS))
-def test_readme_summary_is_generated_from_the_results(name):
+def test_summary_block_is_generated_from_the_results(name):
     records = read_results(ROOT / f"benchmarks/results/{name}.jsonl")
-    assert readme_block(records, name) in (ROOT / "README.md").read_text()
+    assert readme_block(records, name) in (ROOT / SUMMARY_PAGES[name]).read_text()
 
 
-def test_readme_table_rows_come_from_the_reports():
-    reports = "".join((ROOT / folder / "RESULTS.md").read_text() for folder, _ in REPORTS.values())
-    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(("| resnet", "| vit_p7"))]
-    assert rows and all(row in reports for row in rows)
+def test_every_summary_block_lives_in_its_page_only():
+    start = "<!-- mimir report "
+    for page in _hand_written_pages():
+        text = page.read_text()
+        names = [line[len(start):].split(":")[0] for line in text.splitlines() if line.startswith(start)]
+        where = page.relative_to(ROOT).as_posix()
+        assert all(SUMMARY_PAGES.get(name) == where for name in names), (where, names)
+        assert len(names) == len(set(names)), (where, names)
+
+
+def test_table_rows_in_hand_written_pages_come_from_the_reports():
+    reports = "".join(path.read_text() for path in (ROOT / "docs").glob("**/RESULTS.md"))
+    rows = {}
+    for page in _hand_written_pages():
+        found = [line for line in page.read_text().splitlines() if line.startswith(("| resnet", "| vit_p7"))]
+        rows[page.relative_to(ROOT).as_posix()] = found
+        assert all(row in reports for row in found), [row for row in found if row not in reports]
+    assert all(rows[page] for page in PAGES_WITH_COPIED_ROWS)
 
 
 def _benchmark_script(name: str):
@@ -53,12 +82,13 @@ def test_speed_page_renders_from_its_measurements():
     assert (ROOT / "docs" / "SPEED.md").read_text() == _benchmark_script("loop_speed").render(saved)
 
 
-def test_deployment_page_and_readme_table_render_from_their_measurements():
+def test_deployment_page_and_shipping_table_render_from_their_measurements():
     import json
 
     deploy = _benchmark_script("deploy_speed")
     saved = json.loads((ROOT / "benchmarks" / "results" / "deploy-speed.json").read_text())
     assert (ROOT / "docs" / "DEPLOY.md").read_text() == deploy.render(saved)
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index(deploy.BLOCK[0]), readme.index(deploy.BLOCK[1])
-    assert readme[start + len(deploy.BLOCK[0]):end].strip() == deploy.tables(saved).strip()
+    page = (ROOT / DEPLOY_PAGE).read_text()
+    start, end = page.index(deploy.BLOCK[0]), page.index(deploy.BLOCK[1])
+    assert page[start + len(deploy.BLOCK[0]):end].strip() == deploy.tables(saved).strip()
+    assert all(deploy.BLOCK[0] not in p.read_text() for p in _hand_written_pages() if p != ROOT / DEPLOY_PAGE)

@@ -3,7 +3,7 @@ PyTorch and ONNX Runtime, at batch 1 and 64, one thread and all threads, beside 
 MiR's accuracy (from the committed standard grid).
 
     .venv/bin/python benchmarks/deploy_speed.py              # measure (a few minutes), write results and docs
-    .venv/bin/python benchmarks/deploy_speed.py --render     # docs/DEPLOY.md and the README block, from the results
+    .venv/bin/python benchmarks/deploy_speed.py --render     # docs/DEPLOY.md and the block in docs/SHIPPING.md, from the results
     .venv/bin/python benchmarks/deploy_speed.py --profile    # ONNX Runtime's time per operator, teacher vs students
 
 Latency depends on the architecture, not on the weights' values, so each student is the bundled
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "deploy-speed.json"
 GRID = ROOT / "benchmarks" / "results" / "fashion-mnist.jsonl"
 DOC = ROOT / "docs" / "DEPLOY.md"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "SHIPPING.md"   # the page that shows the tables (a generated block)
 BLOCK = ("<!-- deploy_speed -->", "<!-- /deploy_speed -->")
 
 R20_BLOCKS = "blocks:layer1.1,layer2.1,layer2.2,layer3.1"
@@ -161,9 +161,11 @@ def render(saved: dict) -> str:
 
 
 def update_readme(saved: dict) -> None:
-    text = README.read_text()
-    start, end = text.index(BLOCK[0]), text.index(BLOCK[1])
-    README.write_text(text[:start + len(BLOCK[0])] + "\n" + tables(saved).strip() + "\n" + text[end:])
+    """Rewrite the tables between the ``BLOCK`` markers of ``README``."""
+    from mimir._readme import replace_block
+
+    if not replace_block(README, *BLOCK, tables(saved).strip()):
+        raise SystemExit(f"{README} has no block for the tables: add the lines '{BLOCK[0]}' and '{BLOCK[1]}'")
 
 
 def profile() -> str:
@@ -253,7 +255,7 @@ def torch_profile() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0, help="timing per runtime, thread count and batch size")
-    p.add_argument("--render", action="store_true", help="only render docs/DEPLOY.md and the README block")
+    p.add_argument("--render", action="store_true", help="only render docs/DEPLOY.md and the block in docs/SHIPPING.md")
     p.add_argument("--profile", action="store_true", help="print ONNX Runtime's per-operator profile instead")
     args = p.parse_args()
     if args.profile:

@@ -10,7 +10,6 @@ from mimir.export import load_model
 from mimir.teachers import bundled_teacher_path
 
 
-
 @pytest.fixture(scope="session")
 def fmnist_train() -> LabeledImages:
     return load_fashion_mnist("train")

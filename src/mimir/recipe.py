@@ -97,8 +97,22 @@ def _text(v: Any) -> str | None:
     return None if isinstance(v, str) and v else "must be a non-empty name"
 
 
-def _data_source(v: Any) -> str | None:
-    return None if v is None or (isinstance(v, str) and bool(v)) else "must be a folder of images or synthetic:N"
+def _data_source(flag: str, optional: bool) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str) or not v:
+            return "must be a folder of images or synthetic:N"
+        parse_synthetic(v, flag)   # a malformed synthetic:N raises its own one-line error
+        return None
+    return check
+
+
+def _scheme(v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return "must be a pruning scheme, e.g. channels:0.5"
+    parse_scheme(v)   # raises its own one-line error, with an example
+    return None
 
 
 def _device(v: Any) -> str | None:
@@ -133,10 +147,10 @@ class Recipe:
                                         check=_optional(_text))
     data: str = setting("fashion-mnist", "'fashion-mnist', a folder of images, or synthetic:N (N images "
                         "synthesised from the teacher's BatchNorm statistics, for when there are none)",
-                        "synthetic:64", check=_text)
+                        "synthetic:64", check=_data_source("--data", optional=False))
     extra_data: str | None = setting(None, "unlabeled images added to the few samples: a folder (e.g. "
                                      "out-of-domain images; labels, if any, are never read) or synthetic:N",
-                                     "synthetic:32", check=_data_source)
+                                     "synthetic:32", check=_data_source("--extra-data", optional=True))
     eval_data: str | None = setting("auto", "labelled data for accuracy: 'fashion-mnist', an ImageNet-style folder, "
                                     "or none (auto: the Fashion-MNIST test set when --data is fashion-mnist)",
                                     None, check=_optional(_text))
@@ -148,7 +162,7 @@ class Recipe:
                          "channels-all:R (also those residual additions tie, but not the head's), macs:F / "
                          "macs-all:F (prune to F of the teacher's MACs), blocks:NAME,NAME, attention:NAME,NAME "
                          "(drop transformer blocks' attention), or blocks:auto:K with a method that chooses blocks",
-                         "channels:0.75", check=_text)
+                         "channels:0.75", check=_scheme)
     round_to: int | None = setting(None, "with channels:R / channels-all:R: keep a multiple of K channels in every "
                                    "pruned layer (CPU kernels work on blocks of 8 or 16 channels)", 8,
                                    check=_optional(_positive_integer), metavar="K")
@@ -198,7 +212,7 @@ class Recipe:
 
     def _check_together(self) -> None:
         """What one field alone cannot tell: the settings that must fit each other."""
-        both = parse_synthetic(self.data), parse_synthetic(self.extra_data, "--extra-data")  # errors now, not later
+        both = parse_synthetic(self.data), parse_synthetic(self.extra_data, "--extra-data")
         if None not in both:
             _refuse("extra_data", self.extra_data, f"adds the same synthesised images to --data {self.data}: use "
                     f"--data synthetic:{sum(both)} without --extra-data")
@@ -296,15 +310,33 @@ def _type_of(name: str) -> Any:
     return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
-def _check_field(recipe: Recipe, f: Field) -> None:
-    s: Setting = f.metadata["setting"]
-    value = getattr(recipe, f.name)
+def setting_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for recipe field ``name`` on its own ("must be at least 1 (got
+    0)"), or None."""
+    try:
+        problem = _problem(name, value)
+    except MimirError as err:   # a check that parses (a scheme, synthetic:N) says it in its own words
+        return err.problem
+    return None if problem is None else f"{problem} (got {value!r})"
+
+
+def _problem(name: str, value: Any) -> str | None:
+    s = settings()[name]
     words = s.valid_words()
     if words is not None and value is not None and value not in words:
-        _refuse(f.name, value, f"must be one of {', '.join(words)}")
-    problem = s.check(value) if s.check is not None else None
+        return f"must be one of {', '.join(words)}"
+    return s.check(value) if s.check is not None else None
+
+
+def _check_value(name: str, value: Any) -> None:
+    """A one-line error when ``value`` does not suit recipe field ``name`` on its own."""
+    problem = _problem(name, value)
     if problem:
-        _refuse(f.name, value, problem)
+        _refuse(name, value, problem)
+
+
+def _check_field(recipe: Recipe, f: Field) -> None:
+    _check_value(f.name, getattr(recipe, f.name))
 
 
 def _refuse(name: str, value: Any, problem: str) -> None:
@@ -395,4 +427,4 @@ def load_recipe(path: str | Path, trust_code: bool = False) -> Recipe:
 
 
 __all__ = ["Recipe", "Setting", "add_recipe_flags", "flag_of", "grid_key_of", "load_recipe", "parse_options",
-           "recipe_defaults", "recipe_from_flags", "settings"]
+           "recipe_defaults", "recipe_from_flags", "setting_problem", "settings"]

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pytest
 import torch
@@ -6,10 +5,7 @@ import torch
 from mimir.bench import load_config, parse_config
 from mimir.errors import MimirError
 from mimir.models import create_model
-
-ROOT = Path(__file__).resolve().parents[2]
-GOOD = {"name": "t", "iterations": 10, "seeds": [1, 2],
-        "grid": [{"teacher": "resnet20", "prune": ["channels:0.5"], "methods": ["mir", "kd"], "samples": [5, 10]}]}
+from tests.helpers import GOOD, ROOT
 
 
 def _with(change):
@@ -35,22 +31,22 @@ def test_round_to_row_goes_into_every_cell_and_its_key():
 @pytest.mark.parametrize("change,key", [
     (lambda r: r.update(iteratoins=5), "iteratoins: unknown key"),
     (lambda r: r.pop("grid"), "grid: missing"),
-    (lambda r: r.update(seeds="one"), "seeds: must be a list"),
-    (lambda r: r.update(iterations=0), "iterations: must be"),
+    (lambda r: r.update(seeds="one"), "seeds: must be an integer"),
+    (lambda r: r.update(iterations=0), "grid[0]: --iterations must be at least 1"),
     (lambda r: r.update(order="seed"), "order: must be one of rows, seeds"),
-    (lambda r: r["grid"][0].update(samples=[5, -1]), "grid[0].samples: must be"),
-    (lambda r: r["grid"][0].update(methods=["mir", "magic"]), "grid[0].methods[1]: unknown method 'magic'"),
+    (lambda r: r["grid"][0].update(samples=[5, -1]), "grid[0].samples[1]: must be at least 1 (got -1)"),
+    (lambda r: r["grid"][0].update(methods=["mir", "magic"]), "grid[0].methods[1]: must be one of bp, cd"),
     (lambda r: r["grid"][0].update(prune=["channels:2"]), "grid[0].prune[0]: prune ratio 2 is outside (0, 1)"),
     (lambda r: r["grid"][0].update(prune=["blocks:auto:2"]), "grid[0].methods: 'mir' does not fit"),
     (lambda r: r["grid"][0].pop("teacher"), "grid[0].teacher: missing"),
     (lambda r: r["grid"][0].update(teacher={"name": "resnet50", "wieghts": "x"}), "grid[0].teacher.wieghts: unknown"),
     (lambda r: r["grid"][0].update(sample=[5]), "grid[0].sample: unknown key"),
-    (lambda r: r["grid"][0].update(round_to=0), "grid[0].round_to: must be"),
+    (lambda r: r["grid"][0].update(round_to=0), "grid[0].round_to: must be a positive integer"),
     (lambda r: r["grid"][0].update(prune=["blocks:layer1.1"], round_to=8), "grid[0]: --round-to applies to channel"),
     (lambda r: r["grid"][0].update(options=[{"mix": "cutmix"}, 3]), "grid[0].options: must be a mapping"),
     (lambda r: r["grid"][0].update(options=[{"mix": "cutout"}]), "grid[0]: option mix='cutout'"),
-    (lambda r: r["grid"][0].update(data="synthetic:x"), "grid[0]: --data synthetic:x"),
-    (lambda r: r["grid"][0].update(extra_data=7), "grid[0].extra_data: must be"),
+    (lambda r: r["grid"][0].update(data="synthetic:x"), "grid[0].data: --data synthetic:x: the number of images"),
+    (lambda r: r["grid"][0].update(extra_data=7), "grid[0].extra_data: must be a folder of images or synthetic:N"),
 ])
 def test_errors_are_one_line_and_name_the_key(change, key):
     with pytest.raises(MimirError) as err:

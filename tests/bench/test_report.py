@@ -3,22 +3,7 @@
 import json
 
 from mimir.bench import aggregate, markdown_table, winners, write_report
-
-
-def _line(method, seed, acc, samples=50, labels=False):
-    return {"key": f"{method}-{samples}-{seed}", "status": "ok", "wall_seconds": 10.0,
-            "finished_at": f"2026-11-21T10:0{seed}:00+00:00", "versions": {"torch": "2.x"},
-            "config": {"teacher": "resnet20", "prune": "channels:0.5", "method": method, "samples": samples,
-                       "seed": seed, "iterations": 400},
-            "summary": {"teacher": {"accuracy": 92.0, "macs": 30e6, "params": 0.27e6},
-                        "pruned": {"accuracy": 25.0, "macs": 15e6, "params": 0.14e6},
-                        "compressed": {"accuracy": acc, "macs": 15e6, "params": 0.14e6},
-                        "train_seconds": 8.0, "used_labels": labels}}
-
-
-LINES = [_line("mir", 1, 91.0), _line("mir", 2, 91.5), _line("mir", 3, 92.0),
-         _line("bp", 1, 80.0, labels=True), _line("bp", 2, 84.0, labels=True),
-         _line("none", 1, 25.0), {"key": "broken", "status": "error", "error": "x"}]
+from tests.helpers import LINES, result_line
 
 EXPECTED = """\
 | teacher | prune | samples | method | accuracy % (mean +- std) | seeds | vs teacher | pruned % | MACs | params | train s | cell s | labels |
@@ -73,7 +58,7 @@ def test_report_command(tmp_path, capsys):
 
 
 def test_results_far_below_the_teacher_are_named_under_the_axis():
-    from mimir.bench.report import _below_note, _y_range
+    from mimir.bench.report.plots import _below_note, _y_range
 
     rows = aggregate(LINES)  # mir ~91.5, bp ~82, none 25, teacher 92
     low, high = _y_range(rows)
@@ -82,7 +67,7 @@ def test_results_far_below_the_teacher_are_named_under_the_axis():
 
 
 def test_cells_without_accuracy_give_a_table_and_no_plots(tmp_path):
-    lines = [_line("mir", 1, None), _line("mir", 2, None)]
+    lines = [result_line("mir", 1, None), result_line("mir", 2, None)]
     results = tmp_path / "r.jsonl"
     results.write_text("\n".join(json.dumps(l) for l in lines) + "\n")
     text = write_report(results, tmp_path / "docs").read_text()
@@ -91,7 +76,7 @@ def test_cells_without_accuracy_give_a_table_and_no_plots(tmp_path):
 
 
 def test_cells_that_differ_beyond_the_seed_are_never_averaged():
-    longer = [{**_line("mir", s, 95.0), "key": f"long-{s}"} for s in (1, 2)]
+    longer = [{**result_line("mir", s, 95.0), "key": f"long-{s}"} for s in (1, 2)]
     for line in longer:
         line["config"] = {**line["config"], "iterations": 2000}
     rows = [r for r in aggregate(LINES + longer) if r.method == "mir"]
@@ -99,7 +84,7 @@ def test_cells_that_differ_beyond_the_seed_are_never_averaged():
                                                                   ("iterations=400", 91.5, 3)]
     assert "| mir | iterations=2000 | 95.00 +- 0.00 | 2 |" in markdown_table(rows)
     assert not any("iterations=2000" in w for w in winners(aggregate(LINES + longer))), "a lone method won nothing"
-    rival = [{**_line("kd", s, 94.0), "key": f"kd-long-{s}"} for s in (1, 2)]
+    rival = [{**result_line("kd", s, 94.0), "key": f"kd-long-{s}"} for s in (1, 2)]
     for line in rival:
         line["config"] = {**line["config"], "iterations": 2000}
     assert any("(iterations=2000): **mir** 95.00 %, 1.00 points ahead of kd" in w
@@ -109,14 +94,14 @@ def test_cells_that_differ_beyond_the_seed_are_never_averaged():
 def test_new_lines_carry_the_whole_recipe():
     from mimir.bench.report import recipe_of
 
-    line = {**_line("kd", 1, 90.0), "recipe": {"teacher": "resnet20", "prune": "channels:0.5", "method": "kd",
+    line = {**result_line("kd", 1, 90.0), "recipe": {"teacher": "resnet20", "prune": "channels:0.5", "method": "kd",
                                                "samples": 50, "seed": 1, "iterations": 400, "precision": "bf16"}}
     del line["config"]
     assert recipe_of(line)["precision"] == "bf16" and recipe_of(line)["device"] == "auto"
 
 
 def _variant(method, seed, acc, options=None, iterations=400, data="fashion-mnist", train_seconds=8.0):
-    line = _line(method, seed, acc)
+    line = result_line(method, seed, acc)
     line["key"] = f"{method}-{json.dumps(options)}-{iterations}-{data}-{seed}"
     line["config"].update(options=options or {}, iterations=iterations, data=data)
     line["summary"]["train_seconds"] = train_seconds
@@ -201,3 +186,79 @@ def test_every_row_names_its_images_once_a_file_holds_two_sources():
     for line in digits:
         line["config"]["samples"] = 300   # another comparison: data does not vary within either
     assert sorted(r.setting for r in aggregate(one + digits)) == ["data=digits", "data=fashion-mnist"]
+
+
+def _recipe(method, **fields):
+    from mimir.recipe import recipe_defaults
+
+    recipe = {**recipe_defaults(), "method": method, **fields}
+    del recipe["seed"]
+    return recipe
+
+
+def test_line_labels_name_only_what_differs_and_is_not_a_default():
+    from mimir.bench.report.plots import line_labels
+
+    recipes = [_recipe("mir"), _recipe("mir", round_to=8), _recipe("kd"), _recipe("bp"),
+               _recipe("mir", options={"mix": "cutmix"}), _recipe("mir-plus"), _recipe("mir", data="imgs/digits-300")]
+    labels = line_labels(recipes, "samples")
+    assert labels == ["mir", "mir (round_to=8)", "kd", "bp", "mir (mix=cutmix)", "mir-plus", "mir (data=digits-300)"]
+    assert not any("None" in label for label in labels)          # round_to=None: the default, never named
+    same = [_recipe("mir", iterations=400), _recipe("kd", iterations=400)]
+    assert line_labels(same, "samples") == ["mir", "kd"]           # shared by all lines: not named
+    budgets = [_recipe("mir", iterations=400), _recipe("mir", iterations=6000)]
+    assert line_labels(budgets, "samples") == ["mir (iterations=400)", "mir (iterations=6000)"]
+    assert line_labels(budgets, "iterations") == ["mir", "mir"]    # the x axis: one line
+
+
+def test_line_styles_colour_each_method_and_mark_each_variant():
+    from mimir.bench.report.plots import line_styles, method_colors
+
+    methods = ["bp", "cd", "cd-ft", "fskd", "kd", "mir", "mir-plus", "mir-postpool", "none", "practise", "x", "y"]
+    colors = method_colors(methods)
+    assert len(set(colors.values())) == len(methods)               # distinct beyond ten methods too
+    recipes = [_recipe("mir"), _recipe("mir", round_to=8), _recipe("kd")] + [
+        _recipe("mir", options={"kd": float(k)}) for k in range(1, 30)]
+    styles = line_styles(recipes, "samples", colors)
+    assert len({s.label for s in styles}) == len(recipes)
+    mir = [s for s, r in zip(styles, recipes) if r["method"] == "mir"]
+    assert {s.color for s in mir} == {colors["mir"]} and styles[2].color == colors["kd"] != colors["mir"]
+    assert (mir[0].marker, mir[0].linestyle) == ("o", "-")          # the plain line
+    assert len({(s.marker, s.linestyle, s.filled) for s in mir}) == len(mir)
+
+
+def test_macs_plot_has_a_panel_per_teacher_and_legends_outside_the_axes():
+    from mimir.bench.report.plots import _macs_layout, macs_figure, method_colors, samples_figure
+
+    other = [{**line, "key": "r56-" + line["key"]} for line in LINES if "config" in line]
+    for line in other:
+        line["config"] = {**line["config"], "teacher": "resnet56"}
+    rows = [r for r in aggregate(LINES + other) if r.mean is not None]
+    assert _macs_layout(rows) == [[("resnet20", 50)], [("resnet56", 50)]]
+    colors = method_colors(r.method for r in rows)
+    import matplotlib.pyplot as plt
+
+    for fig in (samples_figure([r for r in rows if r.teacher == "resnet20"], colors), macs_figure(rows, colors)):
+        fig.canvas.draw()
+        legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        assert legends
+        for legend in legends:
+            box = legend.get_window_extent()
+            assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes if ax.axison)
+        plt.close(fig)
+
+
+def test_no_method_is_named_in_bench_code():
+    """Bench and report code asks the methods (``ablation_base``, ``quick_options``,
+    ``selects_blocks``) instead of naming them."""
+    import re
+    from pathlib import Path
+
+    import mimir.bench
+    from mimir.methods import list_methods
+
+    names = "|".join(re.escape(m) for m in list_methods())
+    quoted = re.compile(rf"""(["'`])({names})\1""")
+    found = [(path.name, m.group(0)) for path in Path(mimir.bench.__file__).parent.rglob("*.py")
+             for m in quoted.finditer(path.read_text())]
+    assert not found

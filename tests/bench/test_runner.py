@@ -14,7 +14,7 @@ from mimir.bench import (
     run_bench,
     runner,
 )
-from tests.bench.test_config import GOOD, ROOT
+from tests.helpers import GOOD, ROOT
 
 
 def _fake_run_cell(calls):
@@ -83,3 +83,15 @@ def test_imagenet_config_dry_run(tmp_path, tiny_imagenet):
     assert not errors
     assert all(r["summary"]["compressed"]["macs"] < r["summary"]["teacher"]["macs"]
                for r in records if r["recipe"]["method"] != "none")
+
+
+def test_dry_run_gives_each_method_its_quick_options():
+    from mimir.methods import get_method
+
+    row = {"teacher": "resnet20", "samples": [5], "options": {"cd_steps": 50}}
+    raw = {**GOOD, "grid": [{**row, "prune": ["channels:0.5"], "methods": ["cd", "cd-ft", "kd"]},
+                            {**row, "prune": ["blocks:auto:2"], "methods": ["practise"], "options": {}}]}
+    cells = dry_run_config(parse_config(raw), "fashion-mnist", None).cells
+    assert {c.method: dict(c.options) for c in cells} == {
+        m: dict(get_method(m).quick_options) for m in ("cd", "cd-ft", "kd", "practise")}
+    assert all(c.iterations == 1 and c.samples == 4 for c in cells)

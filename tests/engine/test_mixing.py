@@ -11,7 +11,7 @@ from mimir.engine.views import PolicyViews
 from mimir.errors import MimirError
 from mimir.methods._base import body_parameters
 from mimir.prune import prune
-from tests.engine._crash import crash_after_first_checkpoint
+from tests.helpers import crash_after_first_checkpoint
 
 
 def _batch(n=16, seed=0):

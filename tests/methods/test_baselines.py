@@ -114,7 +114,7 @@ def test_practise_ranking_is_deterministic_and_drops_k(teacher20, fmnist_train):
 
 
 # ----------------------------------------------------------------------------- every method
-SHORT = {"iterations": 100, "extra": {"cd_steps": 50, "practise_iterations": 20}}
+SHORT = {"cd_steps": 50, "practise_iterations": 20}   # and 100 iterations
 
 
 @pytest.mark.parametrize("method", [m for m in list_methods() if m != "none"])
@@ -126,7 +126,9 @@ def test_every_method_improves_on_none(teacher20, fmnist_train, test_subset, met
     floor = accuracy(student, test_subset, config)
     m = get_method(method)
     samples = few if m.needs_labels else few.without_labels()
-    model = m(MethodInput(teacher, student, samples, config, TrainConfig(**SHORT), seed=0, progress=False, arch=arch))
+    options = {k: v for k, v in SHORT.items() if k in m.options}
+    model = m(MethodInput(teacher, student, samples, config, TrainConfig(iterations=100), seed=0, options=options,
+                          progress=False, arch=arch))
     acc = accuracy(model, test_subset, config)
     assert acc >= floor + 10, (method, floor, acc)
 

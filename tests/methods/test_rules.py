@@ -44,3 +44,18 @@ def test_the_rule_can_fail(teacher20, fmnist_train, monkeypatch):
                           iterations=1, data_config=config, eval_data=None, progress=False)
     after = result.teacher.state_dict()
     assert any(not torch.equal(before[k], after[k].cpu()) for k in before)
+
+
+@pytest.mark.parametrize("method", ["cd", "mir-plus"])
+def test_a_run_never_reseeds_torchs_global_generator(teacher20, fmnist_train, method):
+    """Methods draw from their own generators: the caller's global random stream goes on where the
+    caller's seed put it (a reseeding run would give both draws below the same value)."""
+    teacher, config = teacher20
+    m = get_method(method)
+    draws = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        api.compress(teacher, data=fmnist_train.subset(torch.arange(16)), samples=16, method=method, iterations=2,
+                     data_config=config, eval_data=None, progress=False, options=dict(m.quick_options))
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1])

@@ -3,23 +3,16 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 from mimir.errors import MimirError
 from mimir.models import SplitModel, create_model, list_models, wrap_model
-
-SMALL = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
-
-
-def _small(name):
-    kwargs = {"num_classes": 10, "in_chans": 1}
-    return create_model(name, **kwargs, **({"small_input": True} if name in SMALL else {}))
+from tests.helpers import SMALL, UsersNet, small_model
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_head_of_body_is_the_model(name):
     torch.manual_seed(0)
-    model = _small(name).eval()
+    model = small_model(name).eval()
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         features = model.forward_features(x)
@@ -32,7 +25,7 @@ def test_head_of_body_is_the_model(name):
 @pytest.mark.parametrize("name", sorted(SMALL | {"resnet20", "resnet56"}))
 def test_small_input_keeps_a_4x4_map(name):
     with torch.no_grad():
-        assert _small(name).eval().forward_features(torch.zeros(1, 1, 28, 28)).shape[-1] >= 4
+        assert small_model(name).eval().forward_features(torch.zeros(1, 1, 28, 28)).shape[-1] >= 4
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
@@ -56,21 +49,8 @@ def test_unknown_model():
         create_model("resnet21")
 
 
-class _UsersNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
-        self.trunk = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(0.2)
-        self.out = nn.Linear(16, 5)
-
-    def forward(self, x):
-        return self.out(self.drop(torch.flatten(self.pool(self.trunk(self.stem(x))), 1)))
-
-
 def test_users_model_split_is_detected():
-    net = _UsersNet().eval()
+    net = UsersNet().eval()
     wrapped = wrap_model(net, 3, 32)
     assert isinstance(wrapped, SplitModel)
     x = torch.randn(2, 3, 32, 32)

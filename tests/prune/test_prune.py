@@ -12,7 +12,7 @@ from mimir.models import list_models, wrap_model
 from mimir.prune import parse_scheme, prune
 from mimir.prune.channels import kept_channels
 from mimir.prune.structure import channel_groups, dependency_graph
-from tests.models.test_split import _small, _UsersNet
+from tests.helpers import UsersNet, small_model
 
 X = torch.zeros(1, 1, 28, 28)
 
@@ -20,7 +20,7 @@ X = torch.zeros(1, 1, 28, 28)
 @pytest.mark.parametrize("name", list_models())
 @pytest.mark.parametrize("ratio", [0.3, 0.5, 0.75])
 def test_channels_keep_the_pre_pool_map_and_head(name, ratio):
-    teacher = _small(name).eval()
+    teacher = small_model(name).eval()
     student, arch = prune(teacher, f"channels:{ratio}", X)
     with torch.no_grad():
         assert student.forward_features(X).shape == teacher.forward_features(X).shape
@@ -61,7 +61,7 @@ def _conv_macs(model, x):
 
 
 def test_resnet20_half_channels_halves_the_block_convs():
-    teacher = _small("resnet20")
+    teacher = small_model("resnet20")
     student, _ = prune(teacher, "channels:0.5", X)
     # every block conv loses exactly half its MACs (conv1: half the filters, conv2: half the inputs)
     block_convs = sum(_conv_macs_of(teacher, n) for n in _block_convs(teacher))
@@ -89,7 +89,7 @@ def _conv_macs_of(model, name):
 
 
 def test_surviving_filters_are_the_teachers_largest():
-    teacher = _small("resnet20")
+    teacher = small_model("resnet20")
     student, _ = prune(teacher, "channels:0.5", X)
     t_w = teacher.layer2[1].conv1.weight
     s_w = student.layer2[1].conv1.weight
@@ -99,7 +99,7 @@ def test_surviving_filters_are_the_teachers_largest():
 
 
 def test_blocks_are_dropped():
-    teacher = _small("resnet20")
+    teacher = small_model("resnet20")
     student, arch = prune(teacher, "blocks:layer1.1,layer2.2", X)
     assert isinstance(student.layer1[1], nn.Identity) and isinstance(student.layer2[2], nn.Identity)
     assert arch["dropped_blocks"] == ["layer1.1", "layer2.2"]
@@ -110,7 +110,7 @@ def test_blocks_are_dropped():
                                           ("layer2.0", "non-droppable block 'layer2.0'")])
 def test_bad_block_names(blocks, match):
     with pytest.raises(MimirError, match=match):
-        prune(_small("resnet20"), f"blocks:{blocks}", X)
+        prune(small_model("resnet20"), f"blocks:{blocks}", X)
 
 
 @pytest.mark.parametrize("text", ["channels:0", "channels:1", "channels:-0.2", "channels:1.5", "channels:abc",
@@ -122,7 +122,7 @@ def test_bad_schemes(text):
 
 @pytest.mark.parametrize("scheme", ["channels:0.5", "blocks:layer1.1,layer3.2"])
 def test_architecture_round_trips_through_a_weights_only_file(tmp_path, scheme):
-    teacher = _small("resnet20")
+    teacher = small_model("resnet20")
     student, arch = prune(teacher, scheme, X)
     path = save_model(tmp_path / "s.pt", student, FASHION_MNIST, arch["dropped_blocks"])
     payload = torch.load(path, weights_only=True)
@@ -135,7 +135,7 @@ def test_architecture_round_trips_through_a_weights_only_file(tmp_path, scheme):
 
 
 def test_users_model_prunes_only_channels_off_the_feature_map():
-    wrapped = wrap_model(_UsersNet(), 3, 32)
+    wrapped = wrap_model(UsersNet(), 3, 32)
     student, arch = prune(wrapped, "channels:0.5", torch.zeros(1, 3, 32, 32))
     assert student.model.stem[0].out_channels == 4      # free to prune
     assert student.model.trunk[0].out_channels == 16    # writes the pre-pool map: protected
@@ -143,7 +143,7 @@ def test_users_model_prunes_only_channels_off_the_feature_map():
 
 @pytest.mark.parametrize("ratio,round_to", [(0.75, 8), (0.5, 16), (0.3, 8), (0.9, 4)])
 def test_round_to_keeps_a_multiple_of_k_channels(ratio, round_to):
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     student, _ = prune(teacher, f"channels:{ratio}", X, round_to=round_to)
     for conv in _inner_roots(teacher):
         c = teacher.get_submodule(conv).out_channels
@@ -156,7 +156,7 @@ def test_round_to_keeps_a_multiple_of_k_channels(ratio, round_to):
 
 
 def test_channels_all_also_shrinks_the_residual_widths_but_not_the_pre_pool_map():
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     inner, _ = prune(teacher, "channels:0.5", X)
     every, _ = prune(teacher, "channels-all:0.5", X)
     assert inner.conv1.out_channels == teacher.conv1.out_channels == 16   # the stem feeds stage 1's additions
@@ -178,7 +178,7 @@ def test_round_to_is_refused_for_block_dropping():
 
 
 def test_mac_budget_prunes_to_just_under_the_budget():
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     student, _ = prune(teacher, "macs:0.6", X)
     fraction = count_macs_params(student, X)[0] / count_macs_params(teacher, X)[0]
     assert 0.55 < fraction <= 0.6
@@ -187,7 +187,7 @@ def test_mac_budget_prunes_to_just_under_the_budget():
 
 
 def test_per_layer_ratios_prune_only_the_named_modules():
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     student, _ = prune(teacher, "channels:layer1=0.5,layer3.2=0.75", X)
     assert [student.layer1[i].conv1.out_channels for i in range(3)] == [8, 8, 8]
     assert student.layer2[1].conv1.out_channels == 32 and student.layer3[2].conv1.out_channels == 16
@@ -197,7 +197,7 @@ def test_per_layer_ratios_prune_only_the_named_modules():
 
 @pytest.mark.parametrize("importance", ["l2", "fpgm", "lamp", "taylor"])
 def test_every_criterion_prunes_the_same_widths_and_keeps_the_head(importance):
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     images = torch.randn(8, 1, 28, 28)
     student, _ = prune(teacher, "channels:0.5", X, importance=importance, images=images)
     l1, _ = prune(teacher, "channels:0.5", X)
@@ -208,7 +208,7 @@ def test_every_criterion_prunes_the_same_widths_and_keeps_the_head(importance):
 
 
 def test_global_ranking_prunes_layers_unequally_at_the_same_overall_ratio():
-    teacher = _small("resnet20").eval()
+    teacher = small_model("resnet20").eval()
     student, _ = prune(teacher, "channels:0.5", X, global_pruning=True)
     kept = [student.get_submodule(n).out_channels / teacher.get_submodule(n).out_channels for n in _inner_roots(teacher)]
     assert len(set(kept)) > 1

@@ -21,23 +21,34 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
         extra_data: FOLDER         # optional: unlabeled images added to the samples
         options: [{}, {mix: cutmix}, {kd: 1.0}]   # optional: a mapping, or a list of variants to compare
 
-Every problem is reported in one line naming the key, e.g. ``grid[1].samples: must be a list of
-positive integers``.
+The keys are the recipe's fields, derived from their declarations (:mod:`mimir.recipe`): every
+setting of ``mimir compress`` is a key here, by its field name (``batch_size``, ``lr``, ``device``,
+``precision``...) except ``methods``, ``seeds`` and ``global`` (a list of methods and seeds, the flag
+``--global``). A key given at the top applies to every row, a row's own overrides it; a list gives
+one cell per value. Every problem is reported in one line naming the key, e.g.
+``grid[1].samples: --samples must be at least 1 (got -1)``.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimir.errors import MimirError
-from mimir.recipe import Recipe
+import yaml
 
-_TOP_KEYS = {"name", "data", "eval_data", "iterations", "batch_size", "seeds", "order", "options", "grid",
-             "input_size"}
+from mimir.errors import MimirError
+from mimir.methods import get_method, list_methods
+from mimir.prune import parse_scheme
+from mimir.recipe import Recipe, grid_key_of, recipe_defaults, setting_problem, settings
+
+#: top-level keys that are not recipe settings
+_STRUCTURE = ("name", "order", "grid")
 _ORDERS = ("rows", "seeds")
-_ROW_KEYS = {"teacher", "prune", "methods", "samples", "seeds", "iterations", "options", "round_to", "importance",
-             "global", "data", "extra_data"}
+_REQUIRED = ("teacher", "prune", "methods", "samples")
+#: the recipe fields whose values a row lists, outermost first: the order of a row's cells (any other
+#: field given several values varies innermost, in the order the recipe declares its fields)
+_AXES = ("teacher", "prune", "samples", "seed", "method", "importance", "options")
 
 
 @dataclass
@@ -51,164 +62,182 @@ def _fail(key: str, problem: str) -> MimirError:
     return MimirError(f"{key}: {problem}", "fix that key in the configuration file")
 
 
-def _ints(value, key: str, minimum: int = 1) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
-        raise _fail(key, f"must be a list of integers >= {minimum}")
-    return value
+def _fields() -> dict[str, str]:
+    """Grid key -> recipe field, for every recipe field a grid may set (derived from the recipe)."""
+    return {grid_key_of(name): name for name in settings() if grid_key_of(name) is not None}
 
 
-def _strings(value, key: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise _fail(key, "must be a list of names")
-    return value
+def _known_keys(mapping: dict, known: set[str], prefix: str = "") -> None:
+    unknown = set(mapping) - known
+    if unknown:
+        raise _fail(f"{prefix}{sorted(unknown)[0]}", f"unknown key (known: {', '.join(sorted(known))})")
 
 
-def _teacher(value, key: str) -> tuple[str, str | None]:
+def _teacher(value, key: str) -> dict:
+    """A teacher as a name, or ``{name: ..., weights: FILE}``: the recipe's teacher and weights."""
     if isinstance(value, str) and value:
-        return value, None
+        return {"teacher": value}
     if isinstance(value, dict) and isinstance(value.get("name"), str):
-        unknown = set(value) - {"name", "weights"}
-        if unknown:
-            raise _fail(f"{key}.{sorted(unknown)[0]}", "unknown key (use name and weights)")
+        _known_keys(value, {"name", "weights"}, f"{key}.")
         weights = value.get("weights")
         if weights is not None and not isinstance(weights, str):
             raise _fail(f"{key}.weights", "must be a file path")
-        return value["name"], weights
+        return {"teacher": value["name"], "weights": weights}
     raise _fail(key, "must be a model name or {name: ..., weights: FILE}")
 
 
-def parse_config(raw: dict, source: str = "") -> BenchConfig:
-    """Validate a loaded YAML mapping and expand it into cells (methods and schemes checked by name)."""
-    from mimir.methods import get_method, list_methods
-    from mimir.prune import parse_scheme
+def _values(field: str, value, key: str) -> list:
+    """The values a grid key gives its recipe field: a list is several (one cell each), anything
+    else one; ``options`` is a mapping or a list of them (variants), a teacher a name or
+    ``{name, weights}``, a per-channel ``mean`` / ``std`` a list of numbers (a list of such lists:
+    several). Each value is checked as the recipe checks it."""
+    if field == "options":
+        values = value if isinstance(value, list) else [value or {}]
+        if not values or not all(isinstance(v, dict) for v in values):
+            raise _fail(key, "must be a mapping of method settings or a list of them")
+        return values
+    one = not isinstance(value, list) or (field in ("mean", "std") and not any(isinstance(v, list) for v in value))
+    values = [value] if one else value
+    if not values:
+        raise _fail(key, "must not be an empty list")
+    if field == "teacher":
+        return [_teacher(v, key if one else f"{key}[{j}]") for j, v in enumerate(values)]
+    for j, v in enumerate(values):
+        problem = setting_problem(field, tuple(v) if isinstance(v, list) else v)
+        if problem:
+            raise _fail(key if one else f"{key}[{j}]", problem)
+    return [{field: tuple(v) if isinstance(v, list) else v} for v in values]
 
-    if not isinstance(raw, dict):
-        raise MimirError("the configuration is not a mapping of keys", "start from benchmarks/fashion-mnist.yaml")
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise _fail(sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+
+def _settings_of(mapping: dict, prefix: str) -> dict[str, list]:
+    """Recipe field -> its values, for every setting a top level or a row gives."""
+    fields = _fields()
+    out = {}
+    for key, value in mapping.items():
+        if key in fields:
+            out[fields[key]] = _values(fields[key], value, f"{prefix}{key}")
+    return out
+
+
+def _top(raw: dict) -> tuple[dict[str, list], str]:
+    """The settings every row starts from, and the grid's order. A grid's evaluation data defaults
+    to Fashion-MNIST's test set when its data is Fashion-MNIST (as results files have always keyed
+    their cells), its seeds to [0]."""
+    _known_keys(raw, set(_fields()) | set(_STRUCTURE))
     if "grid" not in raw:
         raise _fail("grid", "missing (a list of rows: teacher, prune, methods, samples)")
-    name = str(raw.get("name", Path(source).stem or "bench"))
-    data = raw.get("data", "fashion-mnist")
-    if not isinstance(data, str):
-        raise _fail("data", "must be 'fashion-mnist' or a folder path")
-    eval_data = raw.get("eval_data", "fashion-mnist" if data == "fashion-mnist" else None)
-    if eval_data is not None and not isinstance(eval_data, str):
-        raise _fail("eval_data", "must be 'fashion-mnist', a folder path, or left out")
-    iterations = _ints(raw.get("iterations", 2000), "iterations")[0]
-    batch_size = _ints(raw.get("batch_size", 64), "batch_size")[0]
-    input_size = raw.get("input_size")
-    if input_size is not None:
-        input_size = _ints(input_size, "input_size")[0]
-    seeds = _ints(raw.get("seeds", [0]), "seeds", minimum=0)
     order = raw.get("order", "rows")
     if order not in _ORDERS:
         raise _fail("order", f"must be one of {', '.join(_ORDERS)}, not {order!r}")
-    options = raw.get("options", {}) or {}
-    if not isinstance(options, dict):
-        raise _fail("options", "must be a mapping of method settings")
+    top = _settings_of(raw, "")
+    data = [v["data"] for v in top.get("data", [{"data": recipe_defaults()["data"]}])]
+    top.setdefault("eval_data", [{"eval_data": "fashion-mnist" if data == ["fashion-mnist"] else None}])
+    top.setdefault("seed", [{"seed": 0}])
+    return top, order
+
+
+def _grid(raw: dict) -> list:
     grid = raw["grid"]
     if not isinstance(grid, list) or not grid:
         raise _fail("grid", "must be a non-empty list of rows")
-    cells: list[Recipe] = []
-    for i, row in enumerate(grid):
-        at = f"grid[{i}]"
-        if not isinstance(row, dict):
-            raise _fail(at, "must be a mapping with teacher, prune, methods, samples")
-        unknown = set(row) - _ROW_KEYS
-        if unknown:
-            raise _fail(f"{at}.{sorted(unknown)[0]}", f"unknown key (known: {', '.join(sorted(_ROW_KEYS))})")
-        for required in ("teacher", "prune", "methods", "samples"):
-            if required not in row:
-                raise _fail(f"{at}.{required}", "missing")
-        teacher, weights = _teacher(row["teacher"], f"{at}.teacher")
-        schemes = _strings(row["prune"], f"{at}.prune")
-        for j, scheme in enumerate(schemes):
-            try:
-                parse_scheme(scheme)
-            except MimirError as err:
-                raise _fail(f"{at}.prune[{j}]", err.problem) from None
-        methods = _strings(row["methods"], f"{at}.methods")
-        for j, method in enumerate(methods):
-            if method not in list_methods():
-                raise _fail(f"{at}.methods[{j}]", f"unknown method '{method}' (known: {', '.join(list_methods())})")
-        samples = _ints(row["samples"], f"{at}.samples")
-        row_seeds = _ints(row.get("seeds", seeds), f"{at}.seeds", minimum=0)
-        row_iterations = _ints(row.get("iterations", iterations), f"{at}.iterations")[0]
-        variants = row.get("options") or {}
-        variants = variants if isinstance(variants, list) else [variants]
-        if not variants or not all(isinstance(v, dict) for v in variants):
-            raise _fail(f"{at}.options", "must be a mapping of method settings or a list of them")
-        variants = [{**options, **v} for v in variants]
-        row_data = {"data": row.get("data", data), "extra_data": row.get("extra_data")}
-        for key, value in row_data.items():
-            if value is not None and not (isinstance(value, str) and value):
-                raise _fail(f"{at}.{key}", "must be 'fashion-mnist', a folder path or synthetic:N")
-        pruning = {"round_to": _ints(row["round_to"], f"{at}.round_to")[0] if "round_to" in row else None,
-                   "global_pruning": row.get("global", False)}
-        if not isinstance(pruning["global_pruning"], bool):
-            raise _fail(f"{at}.global", "must be true or false")
-        importances = _strings(row.get("importance", "l1"), f"{at}.importance")
-        for scheme in schemes:
-            auto = parse_scheme(scheme).auto_k > 0
-            for method in methods:
-                if auto != get_method(method).selects_blocks:
-                    raise _fail(f"{at}.methods", f"'{method}' does not fit prune '{scheme}' "
-                                                 "(practise goes with blocks:auto:K, and only it)")
-            # sample sizes in the order given, every method and seed of one size before the next
-            for n in samples:
-                for seed in row_seeds:
-                    for method in methods:
-                        for importance in importances:
-                            for row_options in variants:
-                                cells.append(_cell(f"{at}", teacher, weights, scheme, method, n, seed,
-                                                   row_iterations, batch_size, row_data["data"], eval_data,
-                                                   input_size, row_options, {**pruning, "importance": importance},
-                                                   row_data["extra_data"]))
-        for key in {k for v in variants for k in v}:
-            if not any(key in get_method(m).options for m in methods):
-                raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
-                                                   f"({', '.join(methods)}; see 'mimir methods')")
-    # option variants a method does not read give identical cells: keep the first of each
+    return grid
+
+
+def _row(row, at: str, top: dict[str, list], top_keys: set[str]) -> dict[str, list]:
+    """One row's settings over the top-level ones (its option variants over the top-level options)."""
+    if not isinstance(row, dict):
+        raise _fail(at, "must be a mapping with teacher, prune, methods, samples")
+    _known_keys(row, set(_fields()), f"{at}.")
+    for required in _REQUIRED:   # a row names them, or the top level does for every row
+        if required not in row and required not in top_keys:
+            raise _fail(f"{at}.{required}", "missing")
+    own = _settings_of(row, f"{at}.")
+    merged = {**top, **own}
+    if "options" in top and "options" in own:
+        merged["options"] = [{**t, **o} for t in top["options"] for o in own["options"]]
+    return merged
+
+
+def _block_choosers() -> str:
+    """'A goes with blocks:auto:K, and only it' (or 'A, B go ..., and only they'): the methods that
+    choose the blocks to drop themselves."""
+    names = [m for m in list_methods() if get_method(m).selects_blocks]
+    one = len(names) == 1
+    return f"{', '.join(names)} {'goes' if one else 'go'} with blocks:auto:K, and only {'it' if one else 'they'}"
+
+
+def _check_fit(schemes: list[str], methods: list[str], at: str) -> None:
+    """Every method of the row fits every scheme: a method that chooses blocks itself goes with
+    ``blocks:auto:K``, and only such a method."""
+    for scheme in schemes:
+        auto = parse_scheme(scheme).auto_k > 0
+        for method in methods:
+            if auto != get_method(method).selects_blocks:
+                raise _fail(f"{at}.methods", f"'{method}' does not fit prune '{scheme}' ({_block_choosers()})")
+
+
+def _check_options(variants: list[dict], methods: list[str], at: str) -> None:
+    """Every option of the row's variants is read by some method of the row."""
+    for key in {k for v in variants for k in v}:
+        if not any(key in get_method(m).options for m in methods):
+            raise _fail(f"{at}.options.{key}", f"no method of the row knows this option "
+                                               f"({', '.join(methods)}; see 'mimir methods')")
+
+
+def _row_cells(settings_: dict[str, list], at: str) -> list[Recipe]:
+    """The row's cells: one per choice of every listed value, ``_AXES`` outermost first (scheme by
+    scheme; within a scheme sample sizes in the order given, every seed, method, importance and
+    option variant of one size before the next)."""
+    methods = [v["method"] for v in settings_.get("method", [])]
+    _check_fit([v["prune"] for v in settings_["prune"]], methods, at)
+    variants = settings_.get("options", [{}])
+    _check_options(variants, methods, at)
+    order = [f for f in _AXES if f in settings_] + [f for f in settings() if f in settings_ and f not in _AXES]
+    cells = []
+    for choice in itertools.product(*(settings_[f] if f != "options" else [{"options": v} for v in variants]
+                                      for f in order)):
+        fields = {k: v for part in choice for k, v in part.items()}
+        fields["options"] = method_options(fields["method"], fields.get("options", {}))
+        try:
+            cells.append(Recipe(**fields))
+        except MimirError as err:
+            raise _fail(at, err.problem) from None
+    return cells
+
+
+def _unique(cells: list[Recipe]) -> list[Recipe]:
+    """The first of each cell key: option variants a method does not read give identical cells."""
     unique: dict[str, Recipe] = {}
     for c in cells:
         unique.setdefault(c.key, c)
-    cells = list(unique.values())
-    if order == "seeds":  # a grid stopped part-way leaves every setting with the same seeds
-        cells.sort(key=lambda c: c.seed)  # stable: within a seed, the rows' order
-    return BenchConfig(name, cells, source)
+    return list(unique.values())
+
+
+def _ordered(cells: list[Recipe], order: str) -> list[Recipe]:
+    """``order: seeds``: every row's first seed before any row's second (a grid stopped part-way
+    leaves every setting with the same seeds); within a seed, the rows' order."""
+    return sorted(cells, key=lambda c: c.seed) if order == "seeds" else cells
+
+
+def parse_config(raw: dict, source: str = "") -> BenchConfig:
+    """Validate a loaded YAML mapping and expand it into cells (every key checked as the recipe checks it)."""
+    if not isinstance(raw, dict):
+        raise MimirError("the configuration is not a mapping of keys", "start from benchmarks/fashion-mnist.yaml")
+    top, order = _top(raw)
+    name = str(raw.get("name", Path(source).stem or "bench"))
+    rows = [_row(row, f"grid[{i}]", top, set(raw)) for i, row in enumerate(_grid(raw))]
+    cells = [c for i, row in enumerate(rows) for c in _row_cells(row, f"grid[{i}]")]
+    return BenchConfig(name, _ordered(_unique(cells), order), source)
 
 
 def method_options(method: str, options: dict) -> dict:
     """The grid's options that ``method`` knows (a grid's options apply to the methods that read them)."""
-    from mimir.methods import get_method
-
     known = get_method(method).options
     return {k: v for k, v in options.items() if k in known}
 
 
-def _cell(at: str, teacher: str, weights: str | None, scheme: str, method: str, samples: int, seed: int,
-          iterations: int, batch_size: int, data: str, eval_data: str | None, input_size: int | None,
-          options: dict, pruning: dict | None = None, extra_data: str | None = None) -> Recipe:
-    try:
-        return Recipe(teacher=teacher, weights=weights, prune=scheme, method=method, samples=samples, seed=seed,
-                      iterations=iterations, batch_size=batch_size, data=data, extra_data=extra_data,
-                      eval_data=eval_data,
-                      input_size=input_size, options=method_options(method, options), **(pruning or {}))
-    except MimirError as err:
-        raise _fail(at, err.problem) from None
-
-
 def load_config(path: str | Path) -> BenchConfig:
     """Read and validate a YAML benchmark configuration."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise MimirError(f"configuration '{path}' does not exist", "give a YAML file, e.g. benchmarks/fashion-mnist.yaml")

@@ -17,11 +17,18 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import torch
+import torch_pruning
+import torchvision
 from tqdm.auto import tqdm
 
+from mimir import api
+from mimir._version import __version__
 from mimir.bench.config import BenchConfig, method_options
+from mimir.methods import get_method
+from mimir.models import create_model
 from mimir.recipe import Recipe
 
 
@@ -42,12 +49,7 @@ def git_commit() -> str:
 
 
 def versions() -> dict:
-    import torch_pruning
-    import torchvision
-
-    import mimir
-
-    return {"mimir": mimir.__version__, "torch": str(torch.__version__), "torchvision": torchvision.__version__,
+    return {"mimir": __version__, "torch": str(torch.__version__), "torchvision": torchvision.__version__,
             "torch_pruning": torch_pruning.__version__, "python": platform.python_version(),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
 
@@ -73,9 +75,6 @@ def finished_keys(path: str | Path) -> set[str]:
 def run_cell(cell: Recipe, bench: str = "", random_weights: bool = False) -> dict:
     """Run one cell (a recipe) with :func:`mimir.compress`; never raises (an error becomes the record).
     The record holds the recipe, the code's git commit, the device and the library versions."""
-    from mimir import api
-    from mimir.models import create_model
-
     started = time.perf_counter()
     record = {"key": cell.key, "bench": bench, "recipe": cell.to_dict(), "commit": git_commit(),
               "versions": versions()}
@@ -94,6 +93,30 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _finished(todo: list[Recipe], bench: str, workers: int, random_weights: bool) -> Iterator[dict]:
+    """The records of the cells of ``todo`` as they finish: in turn, or from ``workers`` spawned
+    processes that share the torch threads."""
+    if workers <= 1:
+        for cell in todo:
+            yield run_cell(cell, bench, random_weights)
+        return
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_cell, cell, bench, random_weights) for cell in todo]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _describe(record: dict) -> str:
+    """One line on a finished cell: its recipe and accuracy, or its error."""
+    cell = Recipe.from_dict(record["recipe"])
+    if record["status"] != "ok":
+        return f"  {cell.describe()}: FAILED {record['error']}"
+    acc = record["summary"]["compressed"]["accuracy"]
+    return f"  {cell.describe()}: {'n/a' if acc is None else f'{acc:.2f} %'} ({record['wall_seconds']:.0f} s)"
+
+
 def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progress: bool = True,
               random_weights: bool = False, log=print) -> list[dict]:
     """Run every unfinished cell of ``config``, appending each record to ``results`` as it finishes."""
@@ -104,31 +127,13 @@ def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progre
     log(f"bench {config.name}: {len(config.cells)} cells, {len(config.cells) - len(todo)} already finished, "
         f"{len(todo)} to run with {workers} worker(s)")
     records: list[dict] = []
-
-    def write(record: dict) -> None:
-        with results.open("a") as f:
+    bar = tqdm(total=len(todo), desc=f"bench {config.name}", disable=not progress)
+    for record in _finished(todo, config.name, workers, random_weights):
+        with results.open("a") as f:   # only this process writes: lines never interleave
             f.write(json.dumps(record) + "\n")
         records.append(record)
-        cell = Recipe.from_dict(record["recipe"])
-        if record["status"] == "ok":
-            acc = record["summary"]["compressed"]["accuracy"]
-            log(f"  {cell.describe()}: {'n/a' if acc is None else f'{acc:.2f} %'} ({record['wall_seconds']:.0f} s)")
-        else:
-            log(f"  {cell.describe()}: FAILED {record['error']}")
-
-    bar = tqdm(total=len(todo), desc=f"bench {config.name}", disable=not progress)
-    if workers <= 1:
-        for cell in todo:
-            write(run_cell(cell, config.name, random_weights))
-            bar.update()
-    else:
-        threads = max(1, torch.get_num_threads() // workers)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = [pool.submit(run_cell, cell, config.name, random_weights) for cell in todo]
-            for future in as_completed(futures):
-                write(future.result())
-                bar.update()
+        log(_describe(record))
+        bar.update()
     bar.close()
     return records
 
@@ -136,14 +141,15 @@ def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progre
 def dry_run_config(config: BenchConfig, data: str, eval_data: str | None, input_size: int = 64,
                    samples: int = 4) -> BenchConfig:
     """A tiny version of ``config`` for machines without its data or weights: every distinct
-    (teacher, prune, method) once, on ``data``, ``samples`` images, 1 iteration, small inputs,
-    random weights (see ``run_bench(random_weights=True)``)."""
+    (teacher, prune, method) once, on ``data``, ``samples`` images, 1 iteration, the method's
+    ``quick_options`` (its own step counts as small as they go), small inputs, random weights (see
+    ``run_bench(random_weights=True)``)."""
     seen, cells = set(), []
     for c in config.cells:
         if (c.teacher, c.prune, c.method) in seen:
             continue
         seen.add((c.teacher, c.prune, c.method))
-        options = method_options(c.method, {**c.options, "cd_steps": 1, "practise_iterations": 1})
+        options = method_options(c.method, {**c.options, **get_method(c.method).quick_options})
         cells.append(c.with_(weights=None, data=data, eval_data=eval_data, samples=samples, seed=0,
                              iterations=1, input_size=input_size, options=options))
     return BenchConfig(f"{config.name}-dry-run", cells, config.source)

@@ -276,37 +276,78 @@ def train(task: Task, images: torch.Tensor, labels: torch.Tensor | None, config:
         dist.revert_batchnorm(module)
 
 
+@dataclass
+class _State:
+    """What one training run updates and what a checkpoint holds of it."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    losses: torch.Tensor
+    start: int = 0
+
+    def resume(self, checkpoint: Checkpointing) -> None:
+        """Continue from ``checkpoint``: weights, optimiser, schedule, scaler, losses and the RNGs."""
+        state = load_training_state(checkpoint)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start = int(state["step"])
+        self.losses[:self.start] = state["losses"].to(self.losses.device)
+        set_rng_state(state["rng"])
+
+    def save(self, checkpoint: Checkpointing, done: int) -> None:
+        _check_finite(self.losses, 0, done, checkpoint)
+        if dist.is_main():
+            save_training_state(checkpoint, done, self.module, self.optimizer, self.scheduler, self.scaler,
+                                self.losses)
+        dist.barrier()
+
+
+def _objective(module: nn.Module, task: Task, runtime: Runtime) -> nn.Module:
+    """The module the steps call: ``task.forward`` on ``module``, data-parallel and compiled as asked."""
+    objective: nn.Module = _Objective(module, task.forward)
+    if dist.is_distributed():
+        device = runtime.device
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    return torch.compile(objective) if runtime.compile else objective
+
+
+def _target_cache(task: Task, views: CropFlipViews | None, target: Callable, cfg: TrainConfig, runtime: Runtime,
+                  start: int, local: slice) -> TargetCache | None:
+    """The teacher's target of every view computed once, where the views are finite and that saves
+    teacher passes within ``cfg.cache_bytes`` (or ``cfg.cache_targets`` says so)."""
+    if task.target is None or views is None or start >= cfg.iterations:
+        return None
+    probe = target(runtime.batch(views.render(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))))
+    size = sum(t.numel() * t.element_size() for t in (probe if isinstance(probe, tuple) else (probe,)))
+    lookups = (cfg.iterations - start) * (local.stop - local.start)
+    worthwhile = TargetCache.worthwhile(views, lookups, size, cfg.cache_bytes)
+    if cfg.cache_targets if cfg.cache_targets is not None else worthwhile:
+        return TargetCache.build(views, lambda x: target(runtime.batch(x)))
+    return None
+
+
 def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig,
          cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool, desc: str,
          checkpoint: Checkpointing | None) -> TrainLog:
     device = runtime.device
     params = list(task.trainable(module) if task.trainable is not None else module.parameters())
     schedule = BatchSchedule(len(images), cfg.batch_size, seed)
-    world = dist.world_size()
     local = dist.shard(schedule.size)
-    loss_scale = (local.stop - local.start) * world / schedule.size   # 1 unless shards are uneven
+    loss_scale = (local.stop - local.start) * dist.world_size() / schedule.size   # 1 unless shards are uneven
 
     with frozen_except(module, params), _catch_interrupt(checkpoint is not None) as interrupted:
-        objective: nn.Module = _Objective(module, task.forward)
-        if dist.is_distributed():
-            objective = nn.parallel.DistributedDataParallel(
-                objective, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
-        if runtime.compile:
-            objective = torch.compile(objective)
+        objective = _objective(module, task, runtime)
         optimizer = _optimizer(params, cfg, device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it))
-        scaler = runtime.scaler()
-        losses = torch.zeros(cfg.iterations, device=device)
-        start = 0
+        state = _State(module, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it)),
+                       runtime.scaler(), torch.zeros(cfg.iterations, device=device))
         if checkpoint is not None and checkpoint.resume:
-            state = load_training_state(checkpoint)
-            module.load_state_dict(state["module"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            start = int(state["step"])
-            losses[:start] = state["losses"].to(device)
-            set_rng_state(state["rng"])
+            state.resume(checkpoint)
+        start = state.start
         batches, views = _batches(images, config, cfg, schedule, seed, runtime, start, task.mix)
         labels_on_device = labels.to(device) if labels is not None else None
 
@@ -316,26 +357,11 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
                 return task.target(x)
 
         setup_started = time.perf_counter()
-        cache = None
-        if task.target is not None and views is not None and start < cfg.iterations:
-            probe = teacher_target(runtime.batch(views.render(torch.zeros(1, dtype=torch.long),
-                                                              torch.zeros(1, dtype=torch.long))))
-            size = sum(t.numel() * t.element_size() for t in (probe if isinstance(probe, tuple) else (probe,)))
-            lookups = (cfg.iterations - start) * (local.stop - local.start)
-            worthwhile = TargetCache.worthwhile(views, lookups, size, cfg.cache_bytes)
-            if cfg.cache_targets if cfg.cache_targets is not None else worthwhile:
-                cache = TargetCache.build(views, lambda x: teacher_target(runtime.batch(x)))
-
+        cache = _target_cache(task, views, teacher_target, cfg, runtime, start, local)
         if runtime.compile and start < cfg.iterations:   # compile now, so that it counts as setup, not as steps
             first = next(batches)
             batches = itertools.chain([first], batches)
             _warm_up(objective, module, first[2], runtime)
-
-        def save(done: int) -> None:
-            _check_finite(losses, 0, done, checkpoint)
-            if dist.is_main():
-                save_training_state(checkpoint, done, module, optimizer, scheduler, scaler, losses)
-            dist.barrier()
 
         bar = tqdm(total=cfg.iterations, initial=start, desc=desc, dynamic_ncols=True, leave=False,
                    disable=not progress or not dist.is_main())
@@ -348,30 +374,36 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
                 target = teacher_target(x)
             else:
                 target = labels_on_device[idx.to(device)]
-            with runtime.autocast():
-                out = objective(x)
-            loss = task.loss(_float(out), _float(target))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss * loss_scale if loss_scale != 1 else loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses[step] = loss.detach()
+            _step(objective, task, state, x, target, runtime, loss_scale, step)
             done = step + 1
             bar.update()
             if done % cfg.log_every == 0 or done == cfg.iterations:
-                _check_finite(losses, checked, done, checkpoint)
+                _check_finite(state.losses, checked, done, checkpoint)
                 checked = done
-                bar.set_postfix(loss=f"{float(losses[step]):.4g}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+                bar.set_postfix(loss=f"{float(state.losses[step]):.4g}", lr=f"{state.scheduler.get_last_lr()[0]:.2g}")
             if checkpoint is not None and done < cfg.iterations:
                 if checkpoint.every and done % checkpoint.every == 0:
-                    save(done)
+                    state.save(checkpoint, done)
                 if _stop_requested(interrupted, done, cfg.log_every, device):
-                    save(done)
+                    state.save(checkpoint, done)
                     bar.close()
                     raise TrainingInterrupted(checkpoint.path)
         bar.close()
-        history = losses.tolist()   # waits for the device: the step time below is real
+        history = state.losses.tolist()   # waits for the device: the step time below is real
         ended = time.perf_counter()
     return TrainLog(history, cfg.iterations - start, steps_started - setup_started, ended - steps_started,
                     cache is not None)
+
+
+def _step(objective: nn.Module, task: Task, state: _State, x: torch.Tensor, target: Outputs, runtime: Runtime,
+          loss_scale: float, step: int) -> None:
+    """One optimiser step on batch ``x`` against ``target``; its loss stays on the device."""
+    with runtime.autocast():
+        out = objective(x)
+    loss = task.loss(_float(out), _float(target))
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss * loss_scale if loss_scale != 1 else loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    state.losses[step] = loss.detach()

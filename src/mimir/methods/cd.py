@@ -86,11 +86,10 @@ class CrossDistillation(Method):
         # a layer that kept all its inputs starts at W_s = W_t restricted: both terms are exactly 0
         # and stay 0 (no gradient), so only layers with pruned input channels are refitted
         layers = [l for l in layers if len(l.kept_in) < teacher.get_submodule(l.conv).in_channels]
-        self.layer_losses: dict[str, list[float]] = {}
         for layer in tqdm(layers, desc=self.name, disable=not inp.progress, leave=False):
             x_t = capture(teacher, layer.conv, images, config, want="input")
             x_s = capture(student, layer.conv, images, config, want="input")
-            self.layer_losses[layer.conv] = cross_distill_layer(
+            cross_distill_layer(
                 student.get_submodule(layer.conv), teacher.get_submodule(layer.conv), x_t, x_s,
                 layer.kept_out, layer.kept_in, mu, steps, lr, inp.train.batch_size, generator)
         for p in student.parameters():

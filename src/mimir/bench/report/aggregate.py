@@ -1,0 +1,232 @@
+"""From result lines to rows: one row per recipe except the seed (mean +- std over seeds), who won
+where, which rows form an ablation, which settings ran with several iteration budgets."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from mimir.methods import get_method, list_methods
+from mimir.recipe import recipe_defaults
+
+
+@dataclass(frozen=True)
+class Row:
+    teacher: str
+    prune: str
+    samples: int
+    method: str
+    seeds: int
+    mean: float | None
+    std: float
+    teacher_acc: float | None
+    pruned_acc: float | None
+    macs: float
+    params: float
+    teacher_macs: float
+    train_seconds: float
+    cell_seconds: float
+    used_labels: bool
+    iterations: int
+    setting: str = ""   # the recipe fields that tell this group from others with the same teacher/prune/samples/method
+    recipe: dict = field(default_factory=dict, compare=False)   # the group's recipe, seed left out
+    untrained: bool = False   # the pruned student left as it was in every seed: the floor, not a contender
+
+
+_SHOWN = ("teacher", "prune", "samples", "method")
+_COMPARED = ("teacher", "prune", "samples")
+_SOURCES = ("data", "extra_data")
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def recipe_of(record: dict) -> dict:
+    """The full recipe of a result line, every field present (lines written before recipes were
+    recorded hold the benchmark cell's fields under ``config``; the rest take their defaults)."""
+    given = record.get("recipe") or record.get("config") or {}
+    return {**recipe_defaults(), **given}
+
+
+def _setting(recipe: dict, varying: list[str]) -> str:
+    return ", ".join(f"{k}={json.dumps(recipe[k], sort_keys=True) if isinstance(recipe[k], dict) else recipe[k]}"
+                     for k in varying)
+
+
+def _seed_groups(records: list[dict]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """The finished lines grouped by their recipe without the seed (latest line per cell key wins),
+    and each group's recipe; both keyed by the recipe's JSON."""
+    latest: dict[str, dict] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            latest[r["key"]] = r
+    groups: dict[str, list[dict]] = defaultdict(list)
+    recipes: dict[str, dict] = {}
+    for r in latest.values():
+        recipe = {k: v for k, v in recipe_of(r).items() if k != "seed"}
+        key = json.dumps(recipe, sort_keys=True)
+        groups[key].append(r)
+        recipes[key] = recipe
+    return groups, recipes
+
+
+def _differ(key: str, recipes) -> bool:
+    return len({json.dumps(rec.get(key), sort_keys=True) for rec in recipes}) > 1
+
+
+def _varying_fields(recipes: list[dict]) -> dict[tuple, list[str]]:
+    """(teacher, prune, samples) -> the recipe fields named in its rows' ``setting``: those that tell
+    apart groups of one comparison (the methods compared in a row of winners) that the table's own
+    columns do not, and where the images came from once the file holds more than one source."""
+    shown: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in recipes:
+        shown[tuple(rec[k] for k in _COMPARED)].append(rec)
+    fields = sorted({k for rec in recipes for k in rec} - set(_SHOWN))
+    sources = [k for k in _SOURCES if _differ(k, recipes)]
+    return {s: [k for k in fields if k in sources or _differ(k, recs)] for s, recs in shown.items()}
+
+
+def _row(cell: list[dict], c: dict, setting: str) -> Row:
+    """The row of one group of seeds ``cell`` with recipe ``c``."""
+    s = [r["summary"] for r in cell]
+    acc = [x["compressed"]["accuracy"] for x in s if x["compressed"]["accuracy"] is not None]
+    return Row(
+        c["teacher"], c["prune"], c["samples"], c["method"], len(cell),
+        statistics.mean(acc) if acc else None, statistics.stdev(acc) if len(acc) > 1 else 0.0,
+        _mean(x["teacher"]["accuracy"] for x in s), _mean(x["pruned"]["accuracy"] for x in s),
+        statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
+        statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
+        statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
+        int(c["iterations"]), setting, c, all(x["compressed"] == x["pruned"] for x in s))
+
+
+def aggregate(records: list[dict]) -> list[Row]:
+    """One row per recipe except the seed: mean +- std over the finished seeds (latest record per
+    cell wins if a cell was run twice). Cells whose recipes differ in anything but the seed
+    (iterations, options, device, ...) are never averaged together; the fields that differ are
+    named in the row's ``setting``, and so are ``data`` and ``extra_data`` wherever the file holds
+    more than one source of images."""
+    groups, recipes = _seed_groups(records)
+    varying = _varying_fields(list(recipes.values()))
+    rows = [_row(cell, recipes[key], _setting(recipes[key], varying[tuple(recipes[key][k] for k in _COMPARED)]))
+            for key, cell in groups.items()]
+    return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, r.setting, -(r.mean or 0)))
+
+
+def winners(rows: list[Row]) -> list[str]:
+    """One sentence per (teacher, prune, samples, setting) where at least two methods that trained
+    ran: the best method and its margin over the runner-up (a lone method, e.g. one ablation
+    variant, won nothing)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.mean is not None and not r.untrained:
+            groups[(r.teacher, r.prune, r.samples, r.setting)].append(r)
+    out = []
+    for (teacher, prune, samples, setting), group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        best, second = sorted(group, key=lambda r: -r.mean)[:2]
+        where = f" ({setting})" if setting else ""
+        margin = best.mean - second.mean
+        within = " (within one std: not a clear win)" if margin <= max(best.std, second.std) else ""
+        out.append(f"{teacher}, {prune}, {samples} samples{where}: **{best.method}** {best.mean:.2f} %, "
+                   f"{margin:.2f} points ahead of {second.method}{within}")
+    return out
+
+
+def data_of(recipe: dict) -> str:
+    """The images a recipe trained on: its ``data``, and the name of its ``extra_data`` if any."""
+    extra = f" + {Path(recipe['extra_data']).name}" if recipe.get("extra_data") else ""
+    return f"{recipe['data']}{extra}"
+
+
+def ablation_base(method: str) -> str | None:
+    """The method whose plain run (no options) a run of ``method`` is measured against (the
+    method's own ``ablation_base``); None for other methods and for names no longer registered."""
+    return get_method(method).ablation_base if method in list_methods() else None
+
+
+def ablation_variants(base: str) -> list[str]:
+    """The registered methods other than ``base`` that are measured against plain ``base``."""
+    return [m for m in list_methods() if m != base and ablation_base(m) == base]
+
+
+def ingredients(row: Row) -> str:
+    """What sets a row's run apart from the plain run of its method: its options, and for a variant
+    of another method (its ``ablation_base``) the variant's name and every default it changes."""
+    options = row.recipe.get("options") or {}
+    base = ablation_base(row.method)
+    if base is None or base == row.method:
+        return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    plain = get_method(base).options
+    changed = {k: v for k, v in get_method(row.method).options.items() if plain.get(k) != v}
+    return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changed, **options}.items())) + ")"
+
+
+def _context(r: Row) -> str:
+    return json.dumps({k: v for k, v in r.recipe.items() if k not in ("method", "options")}, sort_keys=True)
+
+
+def ablation_pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(row, plain row) for every row of a method with an ``ablation_base`` that is not that base's
+    plain run, next to the base's plain run with the same recipe otherwise (teacher, pruning,
+    samples, data, iterations), in the ablation table's order."""
+    plain = {(r.method, _context(r)): r for r in rows if not r.recipe.get("options") and r.mean is not None}
+    pairs = []
+    for r in rows:
+        base = ablation_base(r.method)
+        if base is None or r.mean is None or (r.method == base and not r.recipe.get("options")):
+            continue
+        if (base, _context(r)) in plain:
+            pairs.append((r, plain[(base, _context(r))]))
+    return sorted(pairs, key=lambda p: (p[0].teacher, p[0].prune, p[0].samples, data_of(p[0].recipe),
+                                        p[0].iterations, -(p[0].mean - p[1].mean)))
+
+
+def time_groups(rows: list[Row]) -> dict[str, list[Row]]:
+    """Plot name -> rows, for each (teacher, prune, samples, data) where a method ran with several
+    iteration budgets: accuracy against training time, so a user can choose a schedule."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.mean is not None and not r.untrained:
+            groups[(r.teacher, r.prune, r.samples, data_of(r.recipe))].append(r)
+    out = {}
+    for (teacher, prune, samples, data), sub in sorted(groups.items()):
+        budgets = defaultdict(set)
+        for r in sub:
+            budgets[(r.method, ingredients(r))].add(r.iterations)
+        if any(len(b) > 1 for b in budgets.values()):
+            tag = f"{teacher}_{prune}_{samples}_{Path(data).name}".replace(":", "-").replace(",", "+").replace(" ", "")
+            out[f"acc_vs_time_{tag}.png"] = sub
+    return out
+
+
+def by_method(sub: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    """(method, ingredients) -> its rows, in label order: one line of the time table."""
+    lines: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in sub:
+        lines[(r.method, ingredients(r))].append(r)
+    return dict(sorted(lines.items()))
+
+
+def busy_seconds(records: list[dict]) -> float:
+    """Wall-clock seconds during which at least one cell was running: the union of the cells'
+    ``[finished_at - wall_seconds, finished_at]`` intervals, so gaps between sessions do not count
+    and parallel workers are not counted twice."""
+    ends = [datetime.fromisoformat(r["finished_at"]).timestamp() for r in records]
+    spans = sorted((end - r["wall_seconds"], end) for r, end in zip(records, ends))
+    total = 0.0
+    merged: list[float] = []  # the [start, end] of the run of overlapping cells being merged
+    for start, end in spans:
+        if merged and start <= merged[1]:
+            merged[1] = max(merged[1], end)
+            continue
+        total += merged[1] - merged[0] if merged else 0.0
+        merged = [start, end]
+    return total + (merged[1] - merged[0] if merged else 0.0)

@@ -40,11 +40,11 @@ def test_extra_data_is_appended_without_its_labels(tmp_path, fmnist_train, recei
 
 
 def test_synthetic_data_reaches_the_method_unlabeled(tmp_path, monkeypatch, received):
-    import mimir.resolve as resolve
+    import mimir.data.sources as sources
     from mimir.data.synthetic import SynthesisConfig, synthetic_images
 
     monkeypatch.setenv("MIMIR_CACHE", str(tmp_path))
-    monkeypatch.setattr(resolve, "synthetic_images", lambda *a, **k: synthetic_images(
+    monkeypatch.setattr(sources, "synthetic_images", lambda *a, **k: synthetic_images(
         *a, **{**k, "settings": SynthesisConfig(iterations=3, batch_size=8)}))
     result = api.compress("resnet20", data="synthetic:12", samples=8, iterations=1, eval_data="fashion-mnist",
                           progress=False)
@@ -54,11 +54,11 @@ def test_synthetic_data_reaches_the_method_unlabeled(tmp_path, monkeypatch, rece
 
 
 def test_synthetic_extra_data_is_added_to_the_real_samples(tmp_path, monkeypatch, received):
-    import mimir.resolve as resolve
+    import mimir.data.sources as sources
     from mimir.data.synthetic import SynthesisConfig, synthetic_images
 
     monkeypatch.setenv("MIMIR_CACHE", str(tmp_path))
-    monkeypatch.setattr(resolve, "synthetic_images", lambda *a, **k: synthetic_images(
+    monkeypatch.setattr(sources, "synthetic_images", lambda *a, **k: synthetic_images(
         *a, **{**k, "settings": SynthesisConfig(iterations=3, batch_size=8)}))
     api.compress("resnet20", samples=10, seed=2, iterations=1, eval_data=None, progress=False,
                  extra_data="synthetic:6")

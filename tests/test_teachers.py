@@ -13,6 +13,7 @@ def test_every_teacher_is_bundled():
     assert {"resnet20", "resnet56", "vit_p7"} <= set(bundled_teachers())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,floor", [("resnet20", 92.0), ("resnet56", 92.0), ("vit_p7", 88.0)])
 def test_bundled_teacher_is_accurate(name, floor, fmnist_test):
     path = bundled_teacher_path(name)

@@ -74,6 +74,7 @@ def tiny_imagenet(tmp_path):
     return tmp_path / "imgs"
 
 
+@pytest.mark.slow
 def test_imagenet_config_dry_run(tmp_path, tiny_imagenet):
     config = dry_run_config(load_config(ROOT / "benchmarks" / "imagenet.yaml"), str(tiny_imagenet), str(tiny_imagenet))
     combos = {(c.teacher, c.prune, c.method) for c in config.cells}

@@ -18,6 +18,7 @@ from mimir.errors import MimirError
 FAST = SynthesisConfig(iterations=40, batch_size=8)
 
 
+@pytest.mark.slow
 def test_synthesis_is_deterministic_for_a_seed(teacher20):
     teacher, config = teacher20
     a = synthesize(teacher, config, 10, seed=1, settings=FAST, progress=False)
@@ -29,6 +30,7 @@ def test_synthesis_is_deterministic_for_a_seed(teacher20):
     assert not torch.equal(a.images, c.images)
 
 
+@pytest.mark.slow
 def test_synthesis_lowers_the_batchnorm_statistics_loss_and_convinces_the_teacher(teacher20):
     teacher, config = teacher20
     teacher.train()   # the caller's modes and trainable flags must come back as they were

@@ -51,6 +51,7 @@ def _wait_for(path, proc, timeout=240):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, how):
     args = RUN + ["--iterations", "120", "--out", "s.pt"]
@@ -82,6 +83,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, h
     assert not (tmp_path / "s.pt.ckpt").exists()   # finished: nothing left to resume
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", [[], ["--method", "mir-plus"]], ids=["mir", "mir-plus"])
 def test_torchrun_two_processes_equal_one(tmp_path, option):
     """3 steps: far enough for a wrong gradient average or unsynchronised BatchNorm to show (they

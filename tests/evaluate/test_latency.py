@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from mimir.cli import main
@@ -35,6 +36,7 @@ def test_threads_are_restored():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow
 def test_latency_json_fields(capsys):
     assert main(["latency", "resnet20", "--against", "resnet20", "--batch", "1,3", "--seconds", "0.1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -76,6 +76,7 @@ def saved(tmp_path_factory):
     return expected, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", FORMATS)
 @pytest.mark.parametrize("name,scheme", CASES)
 def test_saved_model_loads_identically_in_a_fresh_process(saved, name, scheme, suffix, tmp_path):

@@ -94,6 +94,7 @@ def test_cd_per_layer_loss_falls(teacher20, fmnist_train):
 
 
 # ----------------------------------------------------------------------------- PRACTISE
+@pytest.mark.slow
 def test_practise_ranking_is_deterministic_and_drops_k(teacher20, fmnist_train):
     teacher, config = teacher20
     few = _few(fmnist_train, 50, seed=4).without_labels()   # the draw compress() makes with seed 4
@@ -117,6 +118,7 @@ def test_practise_ranking_is_deterministic_and_drops_k(teacher20, fmnist_train):
 SHORT = {"cd_steps": 50, "practise_iterations": 20}   # and 100 iterations
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in list_methods() if m != "none"])
 def test_every_method_improves_on_none(teacher20, fmnist_train, test_subset, method):
     teacher, config = teacher20
@@ -134,6 +136,7 @@ def test_every_method_improves_on_none(teacher20, fmnist_train, test_subset, met
 
 
 # ----------------------------------------------------------------------------- labels
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in list_methods() if not get_method(m).needs_labels] + ["bp"])
 def test_label_free_methods_cannot_reach_labels(teacher20, fmnist_train, method):
     """Same images, labels scrambled: a label-free method must give bit-identical weights.

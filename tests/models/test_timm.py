@@ -133,6 +133,7 @@ def test_timm_names_that_do_not_exist_or_have_no_weights():
         load_teacher("timm:resnet18")
 
 
+@pytest.mark.slow
 def test_compress_a_timm_vit_from_the_command_line(tmp_path):
     """The whole product path: weights file -> CLI compress on an image folder -> saved file -> mimir.load."""
     model = _model("deit_tiny_patch16_224")

@@ -134,8 +134,8 @@ def mimir_run(teacher_name: str, samples: int, iterations: int, profile: bool, c
     def run(its: int):
         student, arch = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
         runtime.model(teacher), runtime.model(student)
-        inp = MethodInput(teacher, student, few, config, TrainConfig(iterations=its, cache_targets=cache), 0,
-                          False, arch, runtime)
+        inp = MethodInput(teacher, student, few, config, TrainConfig(iterations=its, cache_targets=cache), seed=0,
+                          progress=False, arch=arch, runtime=runtime)
         get_method("mir")(inp)
         return inp.logs[-1]
 

@@ -296,3 +296,11 @@ def test_ctrl_c_leaves_no_checkpoint_in_the_current_folder_unless_asked(tmp_path
     assert seen[0] is None and seen[1] == "s.pt.ckpt" and seen[2] == "c.ckpt"
     assert seen[3].startswith("mimir-") and seen[3].endswith(".ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_criterion_that_scores_on_data_gets_the_samples_from_the_pruning_stage(capsys):
+    """taylor needs the few samples (it would refuse to run without them); compress hands them over."""
+    assert main(["compress", "--no-latency", "--importance", "taylor", "--samples", "16", "--iterations", "2",
+                 "--eval-data", "none", "--device", "cpu", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["recipe"]["importance"] == "taylor" and summary["compressed"]["macs"] < summary["teacher"]["macs"]

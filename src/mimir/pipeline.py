@@ -27,7 +27,7 @@ from mimir.errors import MimirError
 from mimir.evaluate import feature_mse, measure_latency, measure_model
 from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
-from mimir.prune import parse_scheme, prune
+from mimir.prune import importance, parse_scheme, prune
 from mimir.recipe import Recipe
 from mimir.resolve import load_teacher
 
@@ -145,10 +145,12 @@ def prune_student(run: Run) -> None:
         run.summary["ranking"] = ranking
         run.seconds["select"] = time.perf_counter() - started
     r = run.recipe
-    # the few samples in their evaluation view, for a criterion that scores channels on data (taylor)
-    images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
+    images = None
+    if importance(r.importance).needs_images:   # the few samples in their evaluation view (taylor)
+        images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
+        images = images.to(run.runtime.device)
     run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=r.round_to, importance=r.importance,
-                                  global_pruning=r.global_pruning, images=images.to(run.runtime.device))
+                                  global_pruning=r.global_pruning, images=images)
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
 

@@ -1,8 +1,8 @@
 """Pruning schemes that turn a teacher into a student whose pre-pool map fits the teacher's head:
 ``channels:R`` and ``blocks:NAME,...`` (see :mod:`mimir.prune.schemes`)."""
 
-from mimir.prune.channels import IMPORTANCES
+from mimir.prune.channels import IMPORTANCES, importance
 from mimir.prune.schemes import Scheme, parse_scheme, prune
 from mimir.prune.structure import channel_groups
 
-__all__ = ["IMPORTANCES", "Scheme", "channel_groups", "parse_scheme", "prune"]
+__all__ = ["IMPORTANCES", "Scheme", "channel_groups", "importance", "parse_scheme", "prune"]

@@ -79,6 +79,10 @@ class Criterion:
     make: Callable[[], tp.importance.Importance]
     prepare: Callable[[nn.Module, torch.Tensor], None] | None = None
 
+    @property
+    def needs_images(self) -> bool:
+        return self.prepare is not None
+
 
 #: the criteria by name (ranking within a group is what the filter-level criteria published; the
 #: mean normaliser only matters for global pruning)
@@ -133,7 +137,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
     ignored = list(head_modules(model)) + [model.get_submodule(n) for n in excluded]
     attention = attention_modules(model)
     criterion = importance(importance_name)
-    if criterion.prepare is not None:
+    if criterion.needs_images:
         if images is None:
             raise MimirError(f"importance '{importance_name}' needs the few samples", "pass images=")
         criterion.prepare(model, images)

@@ -115,19 +115,20 @@ def test_every_setting_reaches_the_cli_the_api_a_grid_and_the_saved_file(name, m
     from mimir.recipe import flag_of, grid_key_of, recipe_defaults
 
     example = settings()[name].example
-    expected = Recipe(**{name: example})
+    given = {name: example, **settings()[name].needs}   # with the settings it applies with
+    expected = Recipe(**given)
     assert getattr(expected, name) != getattr(Recipe(), name) or recipe_defaults()[name] != example
     if flag_of(name) is not None:
-        args = build_parser().parse_args(["compress"] + _cli_words(name, example))
+        args = build_parser().parse_args(["compress"] + [w for k, v in given.items() for w in _cli_words(k, v)])
         assert recipe_from_args(args) == expected
     seen = {}
     monkeypatch.setattr(api, "run_recipe", lambda recipe, **kw: seen.setdefault("recipe", recipe))
-    mimir.compress(**{name: example})
+    mimir.compress(**given)
     assert seen["recipe"] == expected
     if grid_key_of(name) is not None:
         row = {"teacher": "resnet20", "prune": "channels:0.5", "methods": ["mir"], "samples": [500]}
         value = [example] if grid_key_of(name) in ("methods", "seeds") else example
-        row = {**row, grid_key_of(name): value}
+        row = {**row, **settings()[name].needs, grid_key_of(name): value}
         cells = parse_config({"iterations": 2000, "eval_data": "auto", "grid": [row]}).cells
         assert cells == [expected]
     (tmp_path / "r.yaml").write_text(expected.to_yaml())

@@ -5,10 +5,11 @@
     print(result.summary["compressed"])
     result.save("resnet20_mir.pt")
     model = mimir.load("resnet20_mir.pt")        # eval mode; model.data_config, model.mimir_info
+    mimir.quantize("resnet20_mir.pt", "resnet20_mir.int8.onnx")   # int8, calibrated on its few samples
 """
 
 from mimir._version import __version__
-from mimir.api import CompressResult, compress, evaluate, export, latency, load_teacher, train_teacher
+from mimir.api import CompressResult, compress, evaluate, export, latency, load_teacher, quantize, train_teacher
 from mimir.core import DataConfig
 from mimir.errors import MimirError
 from mimir.export import load, load_model, save_model
@@ -18,5 +19,5 @@ from mimir.recipe import Recipe, load_recipe
 
 __all__ = [
     "CompressResult", "DataConfig", "MimirError", "Recipe", "__version__", "compress", "create_model", "evaluate", "export", "latency", "list_methods",
-    "list_models", "load", "load_model", "load_recipe", "load_teacher", "save_model", "train_teacher", "wrap_model",
+    "list_models", "load", "load_model", "load_recipe", "load_teacher", "quantize", "save_model", "train_teacher", "wrap_model",
 ]

@@ -7,6 +7,8 @@
 >>> mimir.compress(recipe="resnet20_mir.pt")     # make the same model again from its recorded recipe
 >>> mimir.export("resnet20_mir.pt", "resnet20_mir.onnx")             # checked against PyTorch in ONNX Runtime
 >>> mimir.latency("resnet20_mir.pt")["runtimes"]["onnxruntime"]["1"]  # against its teacher, interleaved
+>>> mimir.quantize("resnet20_mir.pt", "resnet20_mir.int8.onnx")   # int8, calibrated on its own few samples
+>>> mimir.evaluate("resnet20_mir.int8.onnx")["accuracy"]           # in ONNX Runtime
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from mimir._version import __version__
-from mimir.core import DataConfig
+from mimir.core import DataConfig, atomic_write
 from mimir.core.references import in_memory_name
 from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
 from mimir.data.sources import FASHION, load_eval_data, load_samples
@@ -27,9 +29,11 @@ from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
 from mimir.evaluate import compare_latency, count_macs_params, latency_ms, measure_model
 from mimir.evaluate.accuracy import eval_batches
-from mimir.evaluate.latency import RUNTIMES
+from mimir.evaluate.latency import ONNX_RUNTIMES, RUNTIMES, openvino
 from mimir.export.checkpoint import FORMAT, save_model
-from mimir.export.onnx import OPSET, export_onnx
+from mimir.evaluate.accuracy import onnx_accuracy
+from mimir.export.onnx import OPSET, OnnxFile, export_onnx, mimir_metadata, read_onnx
+from mimir.quantize import QuantizeSettings, quantize_model
 from mimir.models import is_model, list_models
 from mimir.pipeline import CompressResult, run_recipe
 from mimir.recipe import Recipe, load_recipe, recipe_defaults
@@ -38,7 +42,7 @@ from mimir.resolve import is_own_code, load_teacher, resolve_model
 from mimir.teachers import train_teacher as _train
 
 __all__ = ["CompressResult", "compress", "evaluate", "export", "latency", "load_eval_data", "load_samples",
-           "load_teacher", "train_teacher"]
+           "load_teacher", "quantize", "train_teacher"]
 
 
 def _recipe_fields(teacher: object, data: object, settings: dict, named: bool) -> dict:
@@ -123,7 +127,11 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
              data_config: DataConfig | None = None, latency: bool = False, progress: bool = True,
              device: str = "auto", precision: str = "fp32", trust_code: bool = False) -> dict:
     """Accuracy, parameters and MACs (and optionally CPU latency) of a model reference (see
-    :func:`mimir.resolve.resolve_model`: a mimir file, a registry name, an ``nn.Module``...)."""
+    :func:`mimir.resolve.resolve_model`: a mimir file, a registry name, an ``nn.Module``...), or of
+    an ONNX file mimir wrote (an int8 model: measured in ONNX Runtime on the CPU; its parameters and
+    MACs are those its metadata records, its ``size_bytes`` the file's)."""
+    if _is_onnx(model):
+        return _evaluate_onnx(read_onnx(model), data, progress)
     net, config = load_teacher(model, data_config=data_config, trust_code=trust_code)
     runtime = resolve_runtime(device, precision)
     runtime.model(net)
@@ -133,6 +141,17 @@ def evaluate(model: str | Path | nn.Module, data: str | Path | LabeledImages | L
     if latency:
         result["latency_ms"] = latency_ms(net.cpu(), x.cpu())
     return result
+
+
+def _is_onnx(model: object) -> bool:
+    return isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx"
+
+
+def _evaluate_onnx(f: OnnxFile, data: object, progress: bool) -> dict:
+    eval_set = load_eval_data(data, f.config, flag="--data")
+    acc = None if eval_set is None else onnx_accuracy(f.blob, eval_set, f.config, progress=progress)
+    return {"accuracy": acc, "params": f.metadata.get("params"), "macs": f.metadata.get("macs"),
+            "size_bytes": len(f.blob), "quantization": f.quantization}
 
 
 def _load_shipped(model: str | Path, weights: str | Path | None = None, input_size: int | None = None,
@@ -183,29 +202,38 @@ def export(model: str | Path, out: str | Path, format: str | None = None, weight
     if format != "onnx":
         save_model(out, net, config, info.get("dropped_blocks", []), info=info)
         return result
-    recipe = info.get("recipe") or {}
-    metadata = {"mimir_version": __version__, "format": FORMAT, "model": str(model),
-                "teacher": recipe.get("teacher", str(model)), "method": recipe.get("method", "none"),
-                "recipe": recipe, "data_config": config.to_dict()}
+    metadata = mimir_metadata(str(model), config, info.get("recipe"))
     inputs, described = _parity_inputs(config, info)
     check = export_onnx(net, config, out, inputs, described, metadata)
     return {**result, "opset": OPSET, **check.to_dict()}
 
 
 def latency(model: str | Path, against: str | Path | None = None, weights: str | Path | None = None,
-            runtimes: tuple[str, ...] = RUNTIMES, batches: tuple[int, ...] = (1, 64), threads: int = 1,
+            runtimes: tuple[str, ...] = ("torch", "onnxruntime"), batches: tuple[int, ...] = (1, 64), threads: int = 1,
             seconds: float = 1.0, input_size: int | None = None, trust_code: bool = False) -> dict:
     """Latency of ``model`` against its teacher (``against``, default: the teacher its file records),
-    timed interleaved on the CPU (see :mod:`mimir.evaluate.latency`), and the MAC ratio beside it."""
+    timed interleaved on the CPU (see :mod:`mimir.evaluate.latency`), and the MAC ratio beside it.
+
+    ``model`` may be an int8 ONNX file from :func:`quantize` or ``compress(quantize="int8")``: it
+    is then timed in the ONNX runtimes only, against the fp32 teacher and the teacher quantized
+    the same way on the same samples (``teacher_int8_ms``: what pruning adds on top of int8)."""
     for r in runtimes:
         if r not in RUNTIMES:
-            raise MimirError(f"unknown runtime '{r}'", "use --runtime torch, onnxruntime or both")
+            raise MimirError(f"unknown runtime '{r}'", "use --runtime torch, onnxruntime, openvino or both")
+    if "openvino" in runtimes:
+        openvino()   # a one-line error before anything is loaded, when it is not installed
     if not batches or any(b < 1 for b in batches):
         raise MimirError(f"batch sizes must be positive (got {list(batches)})", "pass e.g. --batch 1,64")
     if threads < 1:
         raise MimirError(f"--threads must be at least 1 (got {threads})", "pass e.g. --threads 1")
-    net, config, info = _load_shipped(model, weights, input_size, trust_code)
-    recipe = info.get("recipe") or {}
+    others: dict = {}
+    if _is_onnx(model):
+        f = read_onnx(model)
+        net, config, recipe = f.blob, f.config, f.recipe
+        runtimes = tuple(r for r in runtimes if r in ONNX_RUNTIMES) or ("onnxruntime",)
+    else:
+        net, config, info = _load_shipped(model, weights, input_size, trust_code)
+        recipe = info.get("recipe") or {}
     if against is None:
         against = recipe.get("teacher")
         if against is None or str(against).startswith("<"):
@@ -214,11 +242,68 @@ def latency(model: str | Path, against: str | Path | None = None, weights: str |
     else:
         teacher, _ = load_teacher(str(against), trust_code=trust_code)
     x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
-    macs, _ = count_macs_params(net, x)
     teacher_macs, _ = count_macs_params(teacher, x)
-    timing = compare_latency(net, teacher, config, runtimes, batches, threads, seconds)
+    if isinstance(net, bytes):
+        macs = f.metadata.get("macs")
+        q = f.quantization or {}
+        if q:   # the teacher quantized as the student was: same calibration, samples and seed
+            few = load_samples(recipe.get("data", FASHION), q["samples"], q["seed"], config, teacher=teacher,
+                               progress=False)
+            others["teacher_int8"] = quantize_model(teacher, config, few, settings=QuantizeSettings(q["calibration"]),
+                                                    seed=q["seed"]).blob
+    else:
+        macs, _ = count_macs_params(net, x)
+    timing = compare_latency(net, teacher, config, runtimes, batches, threads, seconds, others=others)
     return {"model": str(model), "teacher": str(against), "macs": macs, "teacher_macs": teacher_macs,
-            "macs_ratio": round(macs / teacher_macs, 4), **timing}
+            "macs_ratio": None if macs is None else round(macs / teacher_macs, 4), **timing}
+
+
+def quantize(model: str | Path, out: str | Path, data: object = None, samples: int | None = None,
+             seed: int | None = None, calibration: str = "minmax", recovery: str = "none",
+             eval_data: object = "auto", weights: str | Path | None = None, input_size: int | None = None,
+             device: str = "auto", progress: bool = True, trust_code: bool = False) -> dict:
+    """Write ``model`` (a compressed mimir file, or any teacher mimir can load) as an int8 ONNX
+    file ``out``, calibrated on ``samples`` unlabeled images of ``data`` (default: the data,
+    sample count and seed its recipe records - the images it was trained on - else 500 of
+    Fashion-MNIST), with ``calibration`` minmax, entropy or percentile and ``recovery`` none, bias
+    or mimic (which mimics the teacher the file records, else the model itself in fp32). Measures
+    fp32 and int8 accuracy on ``eval_data`` (auto: the recorded one, or Fashion-MNIST's test set
+    when the samples are Fashion-MNIST; None: none) and both files' sizes."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise MimirError(f"--out '{out}' must end in .onnx", "e.g. --out model.int8.onnx")
+    if not out.parent.exists():
+        raise MimirError(f"output folder '{out.parent}' does not exist", "create it or choose another --out")
+    net, config, info = _load_shipped(model, weights, input_size, trust_code)
+    recipe = info.get("recipe") or {}
+    data = data if data is not None else recipe.get("data", FASHION)
+    samples = samples if samples is not None else recipe.get("samples", 500)
+    seed = seed if seed is not None else recipe.get("seed", 0)
+    if samples < 1:
+        raise MimirError(f"--samples must be at least 1 (got {samples})", "pass e.g. --samples 500")
+    teacher = net
+    if recipe.get("teacher") and recovery == "mimic":   # a compressed file mimics its own teacher
+        teacher, _ = load_teacher(recipe["teacher"], recipe.get("weights"), trust_code=trust_code)
+    few = load_samples(data, samples, seed, config, teacher=net, progress=progress)
+    if eval_data == "auto":
+        eval_data = recipe.get("eval_data", "auto")
+    if eval_data == "auto":
+        eval_data = FASHION if str(data) == FASHION else None
+    eval_set = load_eval_data(eval_data, config)
+    x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
+    macs, params = count_macs_params(net, x)
+    metadata = mimir_metadata(str(model), config, recipe, macs=macs, params=params)
+    q = quantize_model(net, config, few, settings=QuantizeSettings(calibration), recovery=recovery, teacher=teacher,
+                       seed=seed, metadata=metadata, runtime=resolve_runtime(device, "fp32"), progress=progress)
+    result = {"model": str(model), "out": str(out), "data": str(data), "samples": samples, "seed": seed,
+              "size_bytes": q.size, "fp32_size_bytes": q.fp32_size, "macs": macs, "params": params,
+              "quantization": q.info, "seconds": {k: round(v, 2) for k, v in q.seconds.items()}}
+    if eval_set is not None:
+        result["accuracy_fp32"] = measure_model(net, eval_set, config, x, resolve_runtime("cpu", "fp32"),
+                                                progress, "evaluate fp32")["accuracy"]
+        result["accuracy_int8"] = onnx_accuracy(q.blob, eval_set, config, progress=progress, desc="evaluate int8")
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(q.blob))
+    return result
 
 
 def train_teacher(model: str, epochs: int = 10, batch_size: int = 128, lr: float = 0.1,

@@ -101,27 +101,41 @@ def _fmt_acc(v) -> str:
 
 
 def summary_table(summary: dict) -> str:
-    """The end-of-run table: teacher, pruned-before-training and compressed models."""
-    rows = [("teacher", summary["teacher"]), ("pruned (before training)", summary["pruned"]),
-            (f"compressed ({summary['method']})", summary["compressed"])]
+    """The end-of-run table: teacher, pruned-before-training and compressed models (and their int8
+    models, with --quantize)."""
+    method = summary["method"]
+    rows = [("teacher", "teacher", summary["teacher"]), ("pruned (before training)", "student", summary["pruned"]),
+            (f"compressed ({method})", "student", summary["compressed"])]
+    if "compressed_int8" in summary:
+        rows[1:1] = [("teacher int8", "teacher_int8", {**summary["teacher"], **summary["teacher_int8"]})]
+        rows.append((f"compressed ({method}) int8", "student_int8", {**summary["compressed"],
+                                                                      **summary["compressed_int8"]}))
     t_macs, t_params = summary["teacher"]["macs"], summary["teacher"]["params"]
     lat = summary.get("latency")
-    ms = {"teacher": lat["teacher_ms"], "student": lat["student_ms"]} if lat else {}
     head = f"{'model':<28}{'accuracy':>10}{'params':>12}{'MACs':>12}{'of teacher':>12}" + (
         f"{'latency':>12}{'of teacher':>12}" if lat else "")
     lines = [head, "-" * len(head)]
-    for label, r in rows:
+    for label, timed, r in rows:
         line = (f"{label:<28}{_fmt_acc(r['accuracy']):>10}{r['params'] / 1e6:>11.3f}M"
                 f"{r['macs'] / 1e6:>11.2f}M{100 * r['macs'] / t_macs:>11.1f}%")
         if lat:   # the pruned and the compressed student share one architecture, so one latency
-            t = ms["teacher" if label == "teacher" else "student"]
-            line += f"{t:>9.3f} ms{100 * t / ms['teacher']:>11.1f}%"
+            t = lat[f"{timed}_ms"]
+            line += f"{t:>9.3f} ms{100 * t / lat['teacher_ms']:>11.1f}%"
         lines.append(line)
     lines.append(f"MACs = multiply-accumulates per image; params of teacher {t_params:,}")
     if lat:
-        lines.append(f"latency = ONNX Runtime, batch {lat['batch']}, {lat['threads']} thread, CPU; median of teacher "
-                     f"and student timed in turns (spread: IQR {lat['teacher_iqr_ms']:.3f} / "
-                     f"{lat['student_iqr_ms']:.3f} ms); 'mimir latency' for more")
+        lines.append(f"latency = ONNX Runtime, batch {lat['batch']}, {lat['threads']} thread, CPU; median of the "
+                     f"models timed in turns (spread: IQR {lat['teacher_iqr_ms']:.3f} / {lat['student_iqr_ms']:.3f} "
+                     f"ms, teacher / student); 'mimir latency' for more")
+    if "compressed_int8" in summary:
+        c, t = summary["compressed_int8"], summary["teacher_int8"]
+        q = c["quantization"]
+        lines.append(f"int8 = {q['format']}, {q['weights']} {q['weight_granularity']}, {q['activations']} calibrated "
+                     f"({q['calibration']}) on {q['calibration_images']} views of the {q['samples']} samples"
+                     f"{', 7-bit weights (no VNNI)' if q['reduce_range'] else ''}, recovery {q['recovery']}; "
+                     f"ONNX files: compressed {c['size_bytes'] / 1e3:.0f} kB int8 / {c['fp32_size_bytes'] / 1e3:.0f} "
+                     f"kB fp32 ({c['size_bytes'] / c['fp32_size_bytes']:.2f}), teacher {t['size_bytes'] / 1e3:.0f} / "
+                     f"{t['fp32_size_bytes'] / 1e3:.0f} kB; quantized in {c['seconds']:.0f} s + {t['seconds']:.0f} s")
     return "\n".join(lines)
 
 
@@ -159,13 +173,14 @@ def _run_compress(args) -> int:
               f"{t['iterations_per_second']:.2f} iterations/s"
               + (f" after {t['setup_seconds']:.1f} s computing the teacher's targets once" if t["cached_targets"] else ""))
     if out:
-        print(f"written to {out}")
+        print(f"written to {out}" + (f" and {summary['int8_out']}" if "int8_out" in summary else ""))
     return 0
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, parameters, MACs (and latency) of a model")
-    p.add_argument("model", help="a mimir checkpoint, or a registry name with a bundled teacher")
+    p.add_argument("model", help="a mimir checkpoint, a registry name with a bundled teacher, or an ONNX file mimir "
+                                 "wrote (e.g. an int8 model: measured in ONNX Runtime)")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (its test set) or an ImageNet-style folder")
     p.add_argument("--latency", action="store_true", help="also time one forward pass on the CPU")
     _add_runtime(p)
@@ -179,8 +194,13 @@ def _run_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    line = (f"{args.model}: accuracy {_fmt_acc(result['accuracy'])}, {result['params']:,} params, "
-            f"{result['macs'] / 1e6:.2f} M MACs")
+    line = f"{args.model}: accuracy {_fmt_acc(result['accuracy'])}"
+    if result["params"] is not None:
+        line += f", {result['params']:,} params, {result['macs'] / 1e6:.2f} M MACs"
+    if "size_bytes" in result:
+        q = result["quantization"]
+        line += f", {result['size_bytes'] / 1e3:.0f} kB" + (
+            f" ({q['type']} {q['format']}, ONNX Runtime on the CPU)" if q else " (ONNX Runtime on the CPU)")
     if "latency_ms" in result:
         line += f", {result['latency_ms']:.2f} ms per image (PyTorch, CPU, 1 thread, median)"
     print(line)
@@ -240,7 +260,9 @@ def _add_latency(sub) -> None:
                                    "MAC ratio.")
     _add_model_source(p)
     p.add_argument("--against", help="the teacher to compare with (default: the one the file records)")
-    p.add_argument("--runtime", default="both", choices=["torch", "onnxruntime", "both"])
+    p.add_argument("--runtime", default="both", choices=["torch", "onnxruntime", "openvino", "both"],
+                   help="both = torch and onnxruntime; openvino needs pip install 'mimir[openvino]' "
+                        "(an int8 ONNX model runs in the ONNX runtimes only)")
     p.add_argument("--batch", default="1,64", help="batch sizes, comma-separated (default: 1,64)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default: 1, the compute-bound figure; small models are fastest on one)")
@@ -263,15 +285,65 @@ def _run_latency(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['model']} against {result['teacher']}: MACs {result['macs'] / 1e6:.2f}M vs "
-          f"{result['teacher_macs'] / 1e6:.2f}M (ratio {result['macs_ratio']:.3f}); {result['threads']} thread(s)")
+    macs = "" if result["macs"] is None else f"MACs {result['macs'] / 1e6:.2f}M vs {result['teacher_macs'] / 1e6:.2f}M " \
+                                              f"(ratio {result['macs_ratio']:.3f}); "
+    print(f"{result['model']} against {result['teacher']}: {macs}{result['threads']} thread(s)")
     head = f"{'runtime':<13}{'batch':>6}{'teacher ms':>12}{'(IQR)':>9}{'student ms':>12}{'(IQR)':>9}" \
            f"{'latency ratio':>15}{'MAC ratio':>11}"
     print(head + "\n" + "-" * len(head))
+    mac_ratio = "n/a" if result["macs_ratio"] is None else f"{result['macs_ratio']:.3f}"
     for runtime, per_batch in result["runtimes"].items():
         for batch, r in per_batch.items():
             print(f"{runtime:<13}{batch:>6}{r['teacher_ms']:>12.3f}{r['teacher_iqr_ms']:>9.3f}{r['student_ms']:>12.3f}"
-                  f"{r['student_iqr_ms']:>9.3f}{r['latency_ratio']:>15.3f}{result['macs_ratio']:>11.3f}")
+                  f"{r['student_iqr_ms']:>9.3f}{r['latency_ratio']:>15.3f}{mac_ratio:>11}")
+            for name in [k[:-6] for k in r if k.endswith("_ratio") and k != "latency_ratio"]:
+                print(f"{'':<13}{'':>6}{'':>12}{'':>9}{r[name + '_ms']:>12.3f}{r[name + '_iqr_ms']:>9.3f}"
+                      f"{r[name + '_ratio']:>15.3f}  ({name.replace('_', ' ')})")
+    return 0
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="write an int8 ONNX model calibrated on a few unlabeled images",
+                       description="Quantize MODEL (a compressed mimir file, or any teacher) to int8 with ONNX "
+                                   "Runtime's static quantizer (QDQ: int8 per-channel weights, uint8 activations "
+                                   "calibrated on the samples), optionally recover what int8 loses, and measure "
+                                   "fp32 and int8 accuracy. The file is checked to run in ONNX Runtime first.")
+    _add_model_source(p)
+    p.add_argument("--out", required=True, help="the int8 ONNX file to write (e.g. model.int8.onnx)")
+    p.add_argument("--data", help="unlabeled images to calibrate on: 'fashion-mnist', a folder, or synthetic:N "
+                                  "(default: the data the model's recipe records, else fashion-mnist)")
+    p.add_argument("--samples", type=int, help="how many (default: the recipe's, else 500)")
+    p.add_argument("--seed", type=int, help="seed of the draw (default: the recipe's, else 0)")
+    for name in ("calibration", "quantize_recovery"):
+        p.add_argument("--recovery" if name == "quantize_recovery" else flag_of(name), dest=name,
+                       default=recipe_defaults()[name], choices=settings()[name].valid_words(),
+                       help=f"{settings()[name].help} (default: {recipe_defaults()[name]})")
+    p.add_argument("--eval-data", default="auto", help="labelled data for fp32 and int8 accuracy (default: the "
+                                                       "recipe's; 'none': skip)")
+    p.add_argument("--device", default="auto", help="where the mimic recovery trains (auto, cpu, cuda, cuda:N)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _run_quantize(args) -> int:
+    eval_data = None if args.eval_data == "none" else args.eval_data
+    result = api.quantize(_model_arg(args), args.out, data=args.data, samples=args.samples, seed=args.seed,
+                          calibration=args.calibration, recovery=args.quantize_recovery, eval_data=eval_data,
+                          weights=args.weights, input_size=args.input_size, device=args.device,
+                          progress=not args.json, trust_code=args.trust_code)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    q = result["quantization"]
+    print(f"{result['out']}: int8 {q['format']} ({q['weights']} {q['weight_granularity']}, {q['activations']}"
+          f"{', 7-bit weights: this CPU has no VNNI' if q['reduce_range'] else ''}), calibrated ({q['calibration']}) on "
+          f"{q['calibration_images']} views of {result['samples']} images of {result['data']} (seed {result['seed']}), "
+          f"recovery {q['recovery']}; {', '.join(f'{k} {v:.1f} s' for k, v in result['seconds'].items())}")
+    print(f"  operators in int8: {', '.join(f'{k} {v}' for k, v in q['int8'].items())}; left in fp32: "
+          f"{', '.join(f'{k} {v}' for k, v in q['fp32'].items()) or 'none'}")
+    print(f"  file {result['size_bytes'] / 1e3:.0f} kB (fp32 ONNX {result['fp32_size_bytes'] / 1e3:.0f} kB, ratio "
+          f"{result['size_bytes'] / result['fp32_size_bytes']:.2f})" + (
+              f"; accuracy fp32 {_fmt_acc(result['accuracy_fp32'])} -> int8 {_fmt_acc(result['accuracy_int8'])} "
+              f"(ONNX Runtime)" if "accuracy_int8" in result else ""))
     return 0
 
 
@@ -385,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_export(sub)
     _add_latency(sub)
+    _add_quantize(sub)
     _add_train_teacher(sub)
     _add_bench(sub)
     _add_report(sub)
@@ -392,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "export": _run_export, "latency": _run_latency,
+_RUNNERS = {"compress": _run_compress, "evaluate": _run_evaluate, "export": _run_export, "latency": _run_latency, "quantize": _run_quantize,
             "train-teacher": _run_train_teacher,
             "bench": _run_bench, "report": _run_report,
             "models": _run_models, "methods": _run_methods}

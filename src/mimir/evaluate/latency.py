@@ -8,6 +8,11 @@ The median of the samples is the latency, the interquartile range its spread, an
 two medians is what compression bought. ONNX Runtime is called with its input and output bound
 beforehand (IOBinding), so that Python's per-call overhead, the same for both models, does not
 water the ratio down.
+
+A model is an ``nn.Module`` or the bytes of an ONNX file (an int8 model from
+:mod:`mimir.quantize`, which only the ONNX runtimes run). OpenVINO (``pip install
+'mimir[openvino]'``) runs the same ONNX files, int8 QDQ included, through its own CPU plugin
+(one inference request, ``LATENCY`` hint, fp32 inference precision, ``threads`` threads).
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from mimir.core import DataConfig, eval_mode
+from mimir.errors import MimirError
 from mimir.export.onnx import onnx_bytes, ort_session
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+ONNX_RUNTIMES = ("onnxruntime", "openvino")   # those that run an ONNX file (an int8 model too)
+Model = nn.Module | bytes                     # a PyTorch model, or an ONNX file's bytes
 
 
 @dataclass(frozen=True)
@@ -105,47 +114,90 @@ def _ort_call(session, x: torch.Tensor) -> Callable[[], object]:
     return lambda: session.run_with_iobinding(binding)
 
 
-def time_models(models: dict[str, nn.Module], config: DataConfig, runtime: str, batch: int, threads: int = 1,
+def openvino():
+    """The ``openvino`` module, or a one-line error saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise MimirError("OpenVINO is not installed", "pip install 'mimir[openvino]' (or openvino), or use "
+                                                      "--runtime onnxruntime") from None
+    return openvino
+
+
+def _openvino_call(blob: bytes, x: torch.Tensor, threads: int) -> Callable[[], object]:
+    """One synchronous OpenVINO inference with the input set once beforehand."""
+    ov = openvino()
+    core = ov.Core()
+    model = core.read_model(blob, ov.Tensor(np.empty(0, dtype=np.uint8)))
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                 "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    request.set_input_tensor(ov.Tensor(x.numpy()))
+    return request.infer
+
+
+def time_models(models: dict[str, Model], config: DataConfig, runtime: str, batch: int, threads: int = 1,
                 seconds: float = 1.0, sessions: dict | None = None) -> dict[str, Timing]:
     """Every model timed in turns on one random batch, on the CPU: PyTorch eager (eval mode, fp32,
-    contiguous memory) or ONNX Runtime (the files :func:`mimir.export.onnx.onnx_bytes` writes:
-    BatchNorm folded, every graph optimisation). ``sessions`` caches the ONNX Runtime sessions
-    across calls (keyed by model name and thread count)."""
+    contiguous memory), ONNX Runtime or OpenVINO (the files :func:`mimir.export.onnx.onnx_bytes`
+    writes: BatchNorm folded, every graph optimisation; or the given ONNX bytes). ONNX models are
+    left out of a PyTorch timing. ``sessions`` caches the ONNX files and ONNX Runtime sessions
+    across calls."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}")
     x = _example(config, batch)
+    sessions = {} if sessions is None else sessions
     if runtime == "torch":
-        calls = {k: _torch_call(m, x) for k, m in models.items()}
+        calls = {k: _torch_call(m, x) for k, m in models.items() if isinstance(m, nn.Module)}
     else:
-        sessions = {} if sessions is None else sessions
         for k, m in models.items():
-            if (k, threads) not in sessions:
-                sessions[(k, threads)] = ort_session(onnx_bytes(m, config), threads)
-        calls = {k: _ort_call(sessions[(k, threads)], x) for k in models}
+            if ("onnx", k) not in sessions:
+                sessions[("onnx", k)] = m if isinstance(m, bytes) else onnx_bytes(m, config)
+        if runtime == "onnxruntime":
+            for k in models:
+                if (k, threads) not in sessions:
+                    sessions[(k, threads)] = ort_session(sessions[("onnx", k)], threads)
+            calls = {k: _ort_call(sessions[(k, threads)], x) for k in models}
+        else:
+            calls = {k: _openvino_call(sessions[("onnx", k)], x, threads) for k in models}
     with torch_threads(threads):
         return time_interleaved(calls, seconds=seconds)
 
 
-def compare_latency(student: nn.Module, teacher: nn.Module, config: DataConfig,
-                    runtimes: Iterable[str] = RUNTIMES, batches: Iterable[int] = (1, 64), threads: int = 1,
-                    seconds: float = 1.0) -> dict:
+def _cpu_copy(model: Model) -> Model:
+    return model if isinstance(model, bytes) else copy.deepcopy(model).cpu().float().eval()
+
+
+def compare_latency(student: Model, teacher: Model, config: DataConfig,
+                    runtimes: Iterable[str] = ("torch", "onnxruntime"), batches: Iterable[int] = (1, 64),
+                    threads: int = 1, seconds: float = 1.0, others: dict[str, Model] | None = None) -> dict:
     """Teacher and student latency, interleaved, for every runtime and batch size (see
-    :func:`time_models`).
+    :func:`time_models`); ``others`` (e.g. ``{"student_int8": bytes, "teacher_int8": bytes}``) are
+    timed in the same turns. A runtime that cannot run the student (PyTorch, an ONNX student) is
+    left out.
 
     Returns ``{"threads": N, "runtimes": {runtime: {str(batch): {"teacher_ms", "student_ms",
-    "teacher_iqr_ms", "student_iqr_ms", "latency_ratio"}}}}``."""
-    models = {"teacher": copy.deepcopy(teacher).cpu().float().eval(),
-              "student": copy.deepcopy(student).cpu().float().eval()}
+    "teacher_iqr_ms", "student_iqr_ms", "latency_ratio", and per other model NAME: "NAME_ms",
+    "NAME_iqr_ms", "NAME_ratio" (against the teacher)}}}}``."""
+    models = {"teacher": _cpu_copy(teacher), "student": _cpu_copy(student),
+              **{k: _cpu_copy(m) for k, m in (others or {}).items()}}
     out: dict = {"threads": threads, "runtimes": {}}
     sessions: dict = {}
     for runtime in runtimes:
+        if runtime == "torch" and isinstance(models["student"], bytes):
+            continue
         per_batch = {}
         for batch in batches:
             timing = time_models(models, config, runtime, batch, threads, seconds, sessions)
-            t, s = timing["teacher"], timing["student"]
-            per_batch[str(batch)] = {"teacher_ms": round(t.median_ms, 4), "student_ms": round(s.median_ms, 4),
-                                     "teacher_iqr_ms": round(t.iqr_ms, 4), "student_iqr_ms": round(s.iqr_ms, 4),
-                                     "latency_ratio": round(s.median_ms / t.median_ms, 4)}
+            t = timing["teacher"]
+            row = {}
+            for name, m in timing.items():
+                row[f"{name}_ms"] = round(m.median_ms, 4)
+                row[f"{name}_iqr_ms"] = round(m.iqr_ms, 4)
+                if name not in ("teacher", "student"):
+                    row[f"{name}_ratio"] = round(m.median_ms / t.median_ms, 4)
+            row["latency_ratio"] = round(timing["student"].median_ms / t.median_ms, 4)
+            per_batch[str(batch)] = row
         out["runtimes"][runtime] = per_batch
     return out
 

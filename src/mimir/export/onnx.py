@@ -3,7 +3,8 @@
 The model is exported in eval mode with torch's own exporter (``torch.onnx.export(dynamo=True)``,
 the default since PyTorch 2.9) with a dynamic batch dimension; the exporter's graph optimiser folds
 every BatchNorm into the convolution before it (checked: the file must have no BatchNormalization
-node left where the model's BatchNorms follow convolutions). The file passes the onnx checker and is
+node left where the model's BatchNorms follow convolutions); the exporter's notes on every node (its
+stack trace, with the paths of the machine that exported it) are left out. The file passes the onnx checker and is
 then run in ONNX Runtime on real images against PyTorch: the largest logit difference, relative to
 the logits' scale, must stay below ``1e-4``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import warnings
@@ -24,8 +26,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from mimir._version import __version__
 from mimir.core import DataConfig, atomic_write
 from mimir.errors import MimirError, first_line
+
+from mimir.export.checkpoint import FORMAT
 
 OPSET = 18              # what current ONNX Runtime (>= 1.16) runs with every optimisation
 PARITY_TOLERANCE = 1e-4  # max |logit difference| / max |logit|
@@ -46,6 +51,81 @@ class OnnxCheck:
                 "top1_agreement": self.top1_agreement, "batchnorm_left": self.batchnorm_left}
 
 
+DIGEST_KEY = "mimir_graph_sha256"   # of the serialised graph: a damaged or edited file does not match
+
+
+@dataclass
+class OnnxFile:
+    """An ONNX file mimir wrote: its bytes and the metadata it carries."""
+
+    blob: bytes
+    metadata: dict
+
+    @property
+    def config(self) -> DataConfig:
+        return DataConfig.from_dict(self.metadata["data_config"])
+
+    @property
+    def quantization(self) -> dict | None:
+        """How the file was quantized (None: an fp32 file)."""
+        return self.metadata.get("quantization")
+
+    @property
+    def recipe(self) -> dict:
+        return self.metadata.get("recipe") or {}
+
+
+def mimir_metadata(model: str, config: DataConfig, recipe: dict | None = None, **extra) -> dict:
+    """What every ONNX file mimir writes records: mimir's version and format, the model it was made
+    from, its teacher, method and recipe, and its data configuration."""
+    recipe = recipe or {}
+    return {"mimir_version": __version__, "format": FORMAT, "model": model, "teacher": recipe.get("teacher", model),
+            "method": recipe.get("method", "none"), "recipe": recipe, "data_config": config.to_dict(), **extra}
+
+
+def with_metadata(proto: onnx.ModelProto, metadata: dict) -> bytes:
+    """``proto`` serialised with ``metadata`` (JSON values) as its only metadata_props, and the
+    digest of its graph beside them."""
+    del proto.metadata_props[:]
+    entries = {**metadata, DIGEST_KEY: hashlib.sha256(proto.graph.SerializeToString()).hexdigest()}
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value, default=str)
+    return proto.SerializeToString()
+
+
+def read_onnx(path: str | Path) -> OnnxFile:
+    """An ONNX file written by mimir (``mimir export``, ``mimir quantize``), refused in one line when
+    it is damaged or edited (its graph does not match the digest it carries) or was not written by mimir."""
+    path = Path(path)
+    if not path.is_file():
+        raise MimirError(f"ONNX file '{path}' does not exist", "check the path")
+    blob = path.read_bytes()
+    try:
+        proto = onnx.load_from_string(blob)
+    except Exception:  # noqa: BLE001 - protobuf raises several types for bytes that are not a model
+        proto = None
+    if proto is None or not proto.graph.node:
+        raise MimirError(f"'{path}' is not a readable ONNX model (damaged or truncated)",
+                         "export or quantize the model again")
+    raw = {p.key: p.value for p in proto.metadata_props}
+    if raw.get("format") != FORMAT or "data_config" not in raw:
+        raise MimirError(f"'{path}' was not written by mimir (it has no mimir metadata)",
+                         "give a file from 'mimir export' or 'mimir quantize', or the model it was made from")
+    if raw.get(DIGEST_KEY) != hashlib.sha256(proto.graph.SerializeToString()).hexdigest():
+        raise MimirError(f"'{path}' is damaged or was edited (its graph does not match the digest mimir wrote)",
+                         "export or quantize the model again")
+    metadata = {}
+    for key, value in raw.items():
+        if key == DIGEST_KEY:
+            continue
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            metadata[key] = value
+    return OnnxFile(blob, metadata)
+
+
 def onnx_bytes(model: nn.Module, config: DataConfig, metadata: dict | None = None) -> bytes:
     """``model`` (eval mode, CPU, fp32) as a serialised ONNX model with input ``input``
     ``(batch, C, H, W)`` and output ``logits``; ``metadata`` goes to its metadata_props."""
@@ -61,10 +141,9 @@ def onnx_bytes(model: nn.Module, config: DataConfig, metadata: dict | None = Non
         raise MimirError(f"the model cannot be exported to ONNX ({type(err).__name__}: {first_line(err, 160)})",
                          "replace the unsupported operation in the model, or deploy the .pt/.safetensors file") from None
     proto = program.model_proto
-    for key, value in (metadata or {}).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value, default=str)
-    return proto.SerializeToString()
+    for node in proto.graph.node:   # the exporter's per-node notes: stack traces with local paths, a sixth of the file
+        del node.metadata_props[:]
+    return with_metadata(proto, metadata or {})
 
 
 def ort_session(blob: bytes | str | Path, threads: int = 1):

@@ -11,9 +11,16 @@ teacher pruned with the setting (the same architecture MiR trains); the accuracy
 (500 samples, the grid's iterations, mean +- std over its seeds) from
 ``benchmarks/results/fashion-mnist.jsonl`` ("-" where the grid has no such cell).
 
+The mobile networks (MobileNetV2 from mimir's registry and timm's EfficientNet-Lite0, 224 px,
+random weights: no bundled teacher, and latency does not depend on the weights) are pruned with
+``channels:0.3`` and ``channels:0.5`` without rounding and with ``round_to`` 8 and 16, timed in ONNX
+Runtime at one thread, batch 1 and 8 (64 images of 224 px would take minutes per row). The ``auto``
+column says on which CPU the default rounding (:mod:`mimir.prune.rounding`: 16 with AVX-512, 8 with
+AVX2) makes that row's architecture.
+
 Efficiency = (1 - latency ratio) / (1 - MAC ratio): the share of the MAC saving that became time
-saving. Goal (issue 10): >= 0.8 for channel pruning and >= 0.95 for block dropping in ONNX Runtime
-at one thread, batch 1 and 64.
+saving. Goal (issues 10 and 22): >= 0.8 for channel pruning and >= 0.95 for block dropping in ONNX
+Runtime at one thread, batch 1 and 64 (8 for the mobile networks).
 """
 
 from __future__ import annotations
@@ -41,6 +48,12 @@ SETTINGS = {   # teacher -> [(scheme, round_to)]
                  (R20_BLOCKS, None)],
     "resnet56": [("channels:0.5", None), ("channels:0.75", None), ("channels-all:0.5", None), (R56_BLOCKS, None)],
 }
+#: mobile networks at 224 px, random weights: teacher -> [(scheme, round_to)], timed in ORT at one thread
+MOBILE = {name: [(s, r) for s in ("channels:0.3", "channels:0.5") for r in (None, 8, 16)]
+          for name in ("mobilenet_v2", "timm:efficientnet_lite0")}
+MOBILE_BATCHES = (1, 8)
+#: the CPUs whose default rounding the ``auto`` column names, by their channel block
+AUTO = {"AVX-512": 16, "AVX2": 8}
 GOALS = {"channels": 0.8, "blocks": 0.95}
 
 
@@ -49,42 +62,78 @@ def label(scheme: str, round_to: int | None) -> str:
     return short + (f" round_to={round_to}" if round_to else "")
 
 
+def _widths(model) -> list[int]:
+    from torch import nn
+
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _students(teacher, settings: list, x) -> tuple[dict, dict]:
+    """The pruned students by label, and for each the CPUs (``AUTO``) whose default rounding makes
+    the same architecture."""
+    from mimir.prune import prune
+
+    made: dict = {}
+
+    def student(scheme: str, round_to: int | None):
+        if (scheme, round_to) not in made:
+            made[(scheme, round_to)] = prune(teacher, scheme, x, round_to=round_to)[0].eval()
+        return made[(scheme, round_to)]
+
+    models = {label(s, r): student(s, r) for s, r in settings}
+    auto = {label(s, r): [cpu for cpu, k in AUTO.items() if _widths(student(s, k)) == _widths(models[label(s, r)])]
+            for s, r in settings if not s.startswith("blocks:")}
+    return models, auto
+
+
 def measure(seconds: float) -> dict:
     import torch
 
+    from mimir.core import DataConfig
     from mimir.evaluate import count_macs_params
     from mimir.evaluate.latency import RUNTIMES, time_models
     from mimir.export import load_model
-    from mimir.prune import prune
+    from mimir.models import create_model
     from mimir.teachers import bundled_teacher_path
 
     all_threads = os.cpu_count() or 1
     out = {"threads": sorted({1, all_threads}), "teachers": {}}
-    for teacher_name, settings in SETTINGS.items():
-        teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
+    grids = {name: (settings, RUNTIMES, out["threads"], (1, 64)) for name, settings in SETTINGS.items()}
+    grids.update({name: (settings, ("onnxruntime",), [1], MOBILE_BATCHES) for name, settings in MOBILE.items()})
+    for teacher_name, (settings, runtimes, thread_counts, batches) in grids.items():
+        if teacher_name in SETTINGS:
+            teacher, config, _ = load_model(bundled_teacher_path(teacher_name))
+            origin = "the bundled Fashion-MNIST teacher"
+        else:
+            config = DataConfig()   # 3 x 224 x 224, 1000 classes
+            teacher = create_model(teacher_name, num_classes=config.num_classes).eval()
+            origin = "random weights"
         x = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
-        models = {"teacher": teacher}
-        for scheme, round_to in settings:
-            models[label(scheme, round_to)] = prune(teacher, scheme, x, round_to=round_to)[0].eval()
+        students, auto = _students(teacher, settings, x)
+        models = {"teacher": teacher, **students}
         macs = {k: count_macs_params(m, x)[0] for k, m in models.items()}
         timings: dict = {}
         sessions: dict = {}
-        for runtime in RUNTIMES:
-            for threads in out["threads"]:
-                for batch in (1, 64):
+        for runtime in runtimes:
+            for threads in thread_counts:
+                for batch in batches:
                     t = time_models(models, config, runtime, batch, threads, seconds, sessions)
                     timings[f"{runtime}/{threads}/{batch}"] = {k: [v.median_ms, v.iqr_ms] for k, v in t.items()}
                     print(f"{teacher_name} {runtime} threads={threads} batch={batch}: " + ", ".join(
                         f"{k} {v.median_ms:.3f} ms" for k, v in t.items()), flush=True)
         out["teachers"][teacher_name] = {
+            "input": f"{config.in_chans} x {config.input_size} x {config.input_size}, {origin}",
             "settings": [{"label": label(s, r), "scheme": s, "round_to": r} for s, r in settings],
-            "macs": macs, "timings": timings}
+            "auto": auto, "macs": macs, "timings": timings}
     return out
 
 
 def grid_accuracy(teacher: str, scheme: str, round_to: int | None, samples: int = 500) -> str:
     """MiR's accuracy in the committed standard grid, mean +- std over seeds."""
     import statistics
+
+    if teacher not in SETTINGS:
+        return "-"
 
     from mimir.bench import read_results
     from mimir.bench.report import recipe_of
@@ -109,17 +158,20 @@ def _kind(scheme: str) -> str:
 def tables(saved: dict) -> str:
     """The Markdown tables (one per teacher), every figure computed from the saved medians."""
     lines = []
-    threads = saved["threads"]
-    columns = [(rt, th, b) for rt in ("onnxruntime", "torch") for th in threads for b in (1, 64)]
     names = {"onnxruntime": "ORT", "torch": "torch"}
     for teacher_name, t in saved["teachers"].items():
         macs = t["macs"]
+        columns = [(rt, int(th), int(b)) for rt, th, b in (k.split("/") for k in t["timings"])]
+        columns.sort(key=lambda c: (c[0] != "onnxruntime", c[1], c[2]))
+        batches = " / ".join(f"b{b}" for rt, th, b in columns if rt == "onnxruntime" and th == 1)
         head = " | ".join(f"{names[rt]} {th}t b{b}" for rt, th, b in columns)
-        lines += ["", f"**{teacher_name}** (teacher: " + ", ".join(
+        auto = "auto" in t
+        lines += ["", f"**{teacher_name}** ({t.get('input', 'the bundled Fashion-MNIST teacher')}; teacher: " + ", ".join(
             f"{names[rt]} {th}t b{b} {t['timings'][f'{rt}/{th}/{b}']['teacher'][0]:.2f} ms" for rt, th, b in columns)
             + ")", "",
-            f"| student | MiR accuracy (500 samples) | MAC ratio | {head} | efficiency ORT 1t b1 / b64 |",
-            "|---|---:|---:|" + "---:|" * len(columns) + "---:|"]
+            f"| student | MiR accuracy (500 samples) | MAC ratio | {head} | efficiency ORT 1t {batches} |"
+            + (" auto |" if auto else ""),
+            "|---|---:|---:|" + "---:|" * len(columns) + "---:|" + ("---|" if auto else "")]
         for s in t["settings"]:
             key = s["label"]
             mac_ratio = macs[key] / macs["teacher"]
@@ -133,7 +185,9 @@ def tables(saved: dict) -> str:
                     mark = "" if e >= GOALS[_kind(s["scheme"])] else " (below goal)"
                     eff.append(f"{e:.3f}{mark}")
             acc = grid_accuracy(teacher_name, s["scheme"], s["round_to"])
-            lines.append(f"| {key} | {acc} | {mac_ratio:.3f} | " + " | ".join(cells) + " | " + " / ".join(eff) + " |")
+            picked = (" " + ", ".join(t["auto"].get(key, [])) + " |") if auto else ""
+            lines.append(f"| {key} | {acc} | {mac_ratio:.3f} | " + " | ".join(cells) + " | " + " / ".join(eff) + " |"
+                         + picked)
     return "\n".join(lines)
 
 
@@ -149,7 +203,12 @@ def render(saved: dict) -> str:
         "eval mode, fp32. `1t` / `2t` = threads, `b1` / `b64` = batch size. Efficiency = (1 - latency ratio) / "
         "(1 - MAC ratio), the share of the MAC saving that became time saving (goal: 0.8 for channel pruning, "
         "0.95 for block dropping). Accuracy: MiR on 500 Fashion-MNIST samples, "
-        "from `benchmarks/results/fashion-mnist.jsonl` (the standard grid's iterations; mean +- std over seeds).",
+        "from `benchmarks/results/fashion-mnist.jsonl` (the standard grid's iterations; mean +- std over seeds). "
+        "The mobile networks (224 px, random weights: latency does not depend on them) are timed in ORT at one "
+        "thread, batch 1 and 8. `auto`: the CPUs on which `mimir compress`'s default rounding (the CPU's channel "
+        "block: 16 with AVX-512, 8 with AVX2; see [SHIPPING.md](SHIPPING.md#do-the-macs-saved-become-time-saved)) "
+        "makes that row's architecture; the rows were measured on the CPU named above only (an AVX2 CPU's "
+        "choice is simulated with `MIMIR_CPU_FLAGS=avx2`, its kernels are not).",
         tables(saved), "", "## Where the time goes", "",
         "ONNX Runtime's own profile of the same files (one thread; `--profile` prints it again). `run` is the "
         "whole `InferenceSession.run`; `outside kernels` is its fixed cost (graph walk, allocation), the same "
@@ -267,13 +326,13 @@ def main() -> None:
         import onnxruntime
         import torch
 
-        from mimir.engine.runtime import _cpu_name
+        from mimir.core import cpu_info
 
         saved = measure(args.seconds)
         saved["profile"] = profile() + "\n" + torch_profile()
         saved.update({"command": " ".join(["benchmarks/deploy_speed.py"] + sys.argv[1:]),
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                      "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+                      "machine": f"{cpu_info().describe()}, {os.cpu_count()} cores, {platform.machine()}",
                       "torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__})
         RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
     saved = json.loads(RESULTS.read_text())

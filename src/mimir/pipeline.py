@@ -24,10 +24,10 @@ from mimir.data.synthetic import parse_synthetic
 from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
-from mimir.evaluate import feature_mse, measure_latency, measure_model
+from mimir.evaluate import feature_mse, measure_latency, measure_model, warn_if_not_faster
 from mimir.export.checkpoint import save_model
 from mimir.methods import Method, MethodInput, get_method
-from mimir.prune import importance, parse_scheme, prune
+from mimir.prune import importance, parse_scheme, prune, resolve_round_to
 from mimir.recipe import Recipe
 from mimir.resolve import load_teacher
 
@@ -145,11 +145,14 @@ def prune_student(run: Run) -> None:
         run.summary["ranking"] = ranking
         run.seconds["select"] = time.perf_counter() - started
     r = run.recipe
+    round_to = resolve_round_to(r.round_to) if scheme.prunes_channels else r.round_to   # unset: this CPU's block
+    if run.summary:   # rank 0: the saved recipe records the K used, and so remakes this architecture on any CPU
+        run.summary["recipe"]["round_to"] = round_to
     images = None
     if importance(r.importance).needs_images:   # the few samples in their evaluation view (taylor)
         images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
         images = images.to(run.runtime.device)
-    run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=r.round_to, importance=r.importance,
+    run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=round_to, importance=r.importance,
                                   global_pruning=r.global_pruning, images=images)
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
@@ -179,6 +182,7 @@ def measure(run: Run) -> None:
     s["dropped_blocks"] = run.arch["dropped_blocks"]
     if run.latency:
         s["latency"] = measure_latency(run.model, run.teacher, run.config)
+        warn_if_not_faster(s)   # one line naming the fix when the student is not faster than its teacher
     s["train_seconds"] = round(run.seconds["train"], 2)
     s["wall_seconds"] = round(time.perf_counter() - run.started, 2)
     s["torch"] = str(torch.__version__)

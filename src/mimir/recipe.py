@@ -163,8 +163,11 @@ class Recipe:
                          "macs-all:F (prune to F of the teacher's MACs), blocks:NAME,NAME, attention:NAME,NAME "
                          "(drop transformer blocks' attention), or blocks:auto:K with a method that chooses blocks",
                          "channels:0.75", check=_scheme)
-    round_to: int | None = setting(None, "with channels:R / channels-all:R: keep a multiple of K channels in every "
-                                   "pruned layer (CPU kernels work on blocks of 8 or 16 channels)", 8,
+    round_to: int | None = setting(None, "with channels:R / channels-all:R / macs:F: keep the nearest multiple of K "
+                                   "channels in every pruned layer (a multiple of 8 where a layer keeps fewer than "
+                                   "K); 1: no rounding. Default: the channel block ONNX Runtime's convolutions run "
+                                   "in on this CPU, 16 with AVX-512, 8 with AVX2 (MIMIR_CPU_FLAGS=avx2 prepares "
+                                   "for an AVX2 CPU); the run records the K it used", 8,
                                    check=_optional(_positive_integer), metavar="K")
     importance: str = setting("l1", "channel ranking (Torch-Pruning): l1 (the filter's L1 norm), l2, fpgm, lamp, or "
                               "taylor (curvature of the label-free MiR loss on the samples)", "l2",

@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import nn
 
-from mimir.core import DataConfig, Memo, fingerprint
+from mimir.core import DataConfig, Memo, cpu_info, fingerprint
 from mimir.data import LabeledImageFiles, LabeledImages
 from mimir.engine import Runtime
 from mimir.errors import MimirError
@@ -55,3 +55,30 @@ def measure_latency(model: nn.Module, teacher: nn.Module, config: DataConfig) ->
         warnings.warn(f"latency not measured: {err}")
         return None
     return {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
+
+
+#: a student whose latency is at least this share of its teacher's is not faster: the run says so
+NOT_FASTER = 1.0
+
+
+def warn_if_not_faster(summary: dict) -> str | None:
+    """Warn in one line when the run's measured latency (``summary["latency"]``: ONNX Runtime, batch
+    1, one thread) shows a student no faster than its teacher, naming the fix (a channel scheme not
+    rounded to this CPU's channel block: ``--round-to`` that block; else pruning whole layers), and
+    return the message (None: nothing to say, or nothing measured)."""
+    latency = summary.get("latency")
+    if not latency or latency["latency_ratio"] < NOT_FASTER:
+        return None
+    recipe = summary.get("recipe") or {}
+    scheme, round_to, block = str(recipe.get("prune", "")), recipe.get("round_to"), cpu_info().conv_block
+    if scheme.startswith(("channels", "macs")) and (not round_to or round_to % block):
+        fix = (f"pass --round-to {block} (ONNX Runtime runs convolutions in blocks of {block} channels on this CPU; "
+               f"this run kept multiples of {round_to or 1})")
+    else:
+        fix = "prune whole layers (--prune blocks:NAME,...) or the residual widths too (--prune channels-all:R)"
+    macs = summary["compressed"]["macs"] / summary["teacher"]["macs"]
+    message = (f"the compressed student is not faster than its teacher: {latency['latency_ratio']:.2f}x its "
+               f"{latency.get('runtime', 'onnxruntime')} latency (batch {latency.get('batch', 1)}, "
+               f"{latency.get('threads', 1)} thread) with {macs:.2f} of its MACs; {fix}")
+    warnings.warn(message, stacklevel=2)
+    return message

@@ -9,7 +9,8 @@ that reaches the head. Surviving weights are the teacher's, so the head always f
 
 Torch-Pruning does the ranking and the surgery: ``importance`` (l1 - the filter's own L1 norm,
 Li et al. 2017, the default - l2, fpgm, lamp, or taylor, see :func:`taylor_scores`),
-``global_pruning`` (rank all groups together), per-layer ratios and ``round_to``.
+``global_pruning`` (rank all groups together), per-layer ratios and ``round_to`` (see
+:mod:`mimir.prune.rounding`).
 """
 
 from __future__ import annotations
@@ -25,25 +26,23 @@ from torch import nn
 from mimir.core import trace_target
 from mimir.errors import MimirError
 from mimir.models.anatomy import attention_modules, head_modules, resolve_name, sync_heads
+from mimir.prune.rounding import rounded
 from mimir.prune.structure import channel_groups, dependency_graph
-
-
-def _rounded(keep: int, channels: int, round_to: int | None) -> int:
-    return min(channels, max(round_to, round_to * round(keep / round_to))) if round_to else keep
 
 
 def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> int:
     """How many of ``channels`` survive pruning at ``ratio``: Torch-Pruning's ``int(C * (1 - R))``,
-    at least one; with ``round_to`` K, the nearest multiple of K, at least K and at most ``channels``
-    (Torch-Pruning's own ``round_to`` rounds down, and can reach zero)."""
-    return _rounded(max(1, int(channels * (1 - ratio))), channels, round_to)
+    at least one; with ``round_to`` K, rounded by :func:`mimir.prune.rounding.rounded` (the nearest
+    multiple of K, at least K, at most ``channels``; 8 for a layer that keeps fewer than K) -
+    Torch-Pruning's own ``round_to`` rounds down, and can reach zero."""
+    return rounded(max(1, int(channels * (1 - ratio))), channels, round_to)
 
 
 class _Pruner(tp.pruner.BasePruner):
-    """Torch-Pruning's pruner with mimir's rounding (nearest multiple of ``round_to``, never 0)."""
+    """Torch-Pruning's pruner with mimir's rounding (:func:`mimir.prune.rounding.rounded`, never 0)."""
 
     def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
-        return current_channels - _rounded(current_channels - n_pruned, current_channels, round_to)
+        return current_channels - rounded(current_channels - n_pruned, current_channels, round_to)
 
 
 def taylor_scores(model: nn.Module, images: torch.Tensor, projections: int = 8) -> None:

@@ -1,6 +1,7 @@
 """``compress`` as a pipeline of named stages driven by one :class:`~mimir.recipe.Recipe`:
 
-    resolve the teacher -> draw the samples -> prune -> train with the method -> measure -> save
+    resolve the teacher -> draw the samples -> prune -> train with the method -> measure
+    -> quantize (with --quantize) -> save
 
 Each stage reads and fills one :class:`Run`. Method-specific steps are hooks on the method (PRACTISE
 chooses its blocks in ``Method.choose_blocks``), never branches here. Under torchrun every process
@@ -25,9 +26,15 @@ from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
 from mimir.evaluate import feature_mse, measure_latency, measure_model, warn_if_not_faster
+from mimir.core import atomic_write
+from mimir.evaluate.accuracy import onnx_accuracy
+from mimir.evaluate.latency import compare_latency
+from mimir.evaluate.measure import LATENCY
 from mimir.export.checkpoint import save_model
+from mimir.export.onnx import mimir_metadata
 from mimir.methods import Method, MethodInput, get_method
 from mimir.prune import importance, parse_scheme, prune, resolve_round_to
+from mimir.quantize import Quantized, QuantizeSettings, quantize_model
 from mimir.recipe import Recipe
 from mimir.resolve import load_teacher
 
@@ -73,6 +80,7 @@ class Run:
     student: nn.Module | None = None
     pruned: nn.Module | None = None
     model: nn.Module | None = None
+    int8: dict[str, Quantized] = field(default_factory=dict)   # "compressed", "teacher": their int8 models
     summary: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -180,7 +188,7 @@ def measure(run: Run) -> None:
     s["pruned"]["feature_mse"] = feature_mse(run.pruned, run.teacher, run.few, run.config, runtime=run.runtime)
     s["compressed"]["feature_mse"] = feature_mse(run.model, run.teacher, run.few, run.config, runtime=run.runtime)
     s["dropped_blocks"] = run.arch["dropped_blocks"]
-    if run.latency:
+    if run.latency and run.recipe.quantize is None:   # with --quantize, timed with the int8 models
         s["latency"] = measure_latency(run.model, run.teacher, run.config)
         warn_if_not_faster(s)   # one line naming the fix when the student is not faster than its teacher
     s["train_seconds"] = round(run.seconds["train"], 2)
@@ -188,13 +196,55 @@ def measure(run: Run) -> None:
     s["torch"] = str(torch.__version__)
 
 
+def quantize(run: Run) -> None:
+    """int8 models of the compressed student and of the teacher (what pruning adds on top of int8
+    alone), calibrated on the few samples with the same settings; their accuracy in ONNX Runtime,
+    their ONNX file sizes beside the fp32 student's, and with ``latency`` all four timed in turns."""
+    r = run.recipe
+    if r.quantize is None or not dist.is_main():
+        return
+    s = run.summary
+    settings = QuantizeSettings(r.calibration)
+    for row, model in (("compressed", run.model), ("teacher", run.teacher)):
+        started = time.perf_counter()
+        metadata = mimir_metadata(str(run.out) if run.out else r.teacher, run.config, r.to_dict(),
+                                  macs=s[row]["macs"], params=s[row]["params"])
+        q = quantize_model(model, run.config, run.unlabeled, settings=settings, recovery=r.quantize_recovery,
+                           teacher=run.teacher, seed=r.seed, metadata=metadata, runtime=run.runtime,
+                           progress=run.progress)
+        run.runtime.model(model)   # quantizing worked on a CPU copy; the model stays where it was
+        acc = None if run.eval_set is None else onnx_accuracy(q.blob, run.eval_set, run.config,
+                                                              progress=run.progress, desc=f"evaluate {row} int8")
+        run.int8[row] = q
+        s[f"{row}_int8"] = {"accuracy": acc, "size_bytes": q.size, "seconds": round(time.perf_counter() - started, 2),
+                            "recovery_seconds": round(q.seconds.get("recover", 0.0), 2),
+                            "quantization": q.info}
+        s[f"{row}_int8"]["fp32_size_bytes"] = q.fp32_size
+    if run.latency:
+        timing = compare_latency(run.model, run.teacher, run.config, (LATENCY["runtime"],), (LATENCY["batch"],),
+                                 LATENCY["threads"], others={"student_int8": run.int8["compressed"].blob,
+                                         "teacher_int8": run.int8["teacher"].blob})
+        s["latency"] = {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
+        warn_if_not_faster(s)
+
+
 def save(run: Run) -> None:
     if run.out is not None and dist.is_main():
         save_model(run.out, run.model, run.config, run.arch["dropped_blocks"], info=run.summary)
         run.summary["out"] = str(run.out)
+        if "compressed" in run.int8:
+            path = int8_path(run.out)
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(run.int8["compressed"].blob))
+            run.summary["int8_out"] = str(path)
 
 
-STAGES = (resolve_teacher, draw_samples, prune_student, train_student, measure, save)
+def int8_path(out: str | Path) -> Path:
+    """Where the int8 model of ``--out`` goes: beside it, ``model.pt`` -> ``model.int8.onnx``."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(out.suffix) + ".int8.onnx")
+
+
+STAGES = (resolve_teacher, draw_samples, prune_student, train_student, measure, quantize, save)
 
 
 # ----------------------------------------------------------------------------- running

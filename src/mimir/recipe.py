@@ -30,6 +30,7 @@ from mimir.errors import MimirError
 from mimir.export.checkpoint import read_checkpoint
 from mimir.methods import check_options, get_method, list_methods
 from mimir.prune import IMPORTANCES, parse_scheme
+from mimir.quantize import CALIBRATIONS, QUANTIZE, RECOVERIES
 from mimir.resolve import is_own_code
 
 #: fields of the benchmark cells written before recipes existed; a cell's key hashes these, plus
@@ -46,7 +47,8 @@ class Setting:
     valid words (a callable: computed when asked, e.g. the registered methods); ``flag`` the
     ``mimir compress`` flag (None: the Python API only); ``grid_key`` the benchmark grid's name for
     it where that differs from the field's (``methods``, ``seeds``: a grid lists several);
-    ``example`` a valid value other than the default (for help texts and tests)."""
+    ``example`` a valid value other than the default (for help texts and tests); ``needs`` the
+    other settings the example applies with (``calibration`` needs ``quantize``)."""
 
     help: str
     example: Any
@@ -55,6 +57,7 @@ class Setting:
     flag: str | None = ""          # "": derived from the name (--batch-size); None: no flag
     grid_key: str | None = ""      # "": the field's name; None: not a grid key
     metavar: str | None = None
+    needs: Mapping[str, Any] = field(default_factory=dict)
 
     def valid_words(self) -> tuple[str, ...] | None:
         return tuple(self.choices()) if callable(self.choices) else self.choices
@@ -199,6 +202,16 @@ class Recipe:
     precision: str = setting("fp32", "fp32, bf16 or fp16: autocast for training and evaluation (fp16 with a "
                              "gradient scaler)", "bf16", choices=tuple(PRECISIONS))
     compile: bool = setting(False, "torch.compile the trained model (slow to start)", True, check=_flag)
+    quantize: str | None = setting(None, "also make an int8 ONNX model of the student (and of the teacher, for "
+                                   "comparison), calibrated on the few samples: int8 (ONNX Runtime's static QDQ "
+                                   "quantizer; written beside --out as OUT.int8.onnx)", "int8", choices=QUANTIZE)
+    calibration: str = setting("minmax", "with --quantize: how activation ranges are set from the samples: minmax, "
+                               "entropy or percentile", "entropy", choices=tuple(CALIBRATIONS),
+                               needs={"quantize": "int8"})
+    quantize_recovery: str = setting("none", "with --quantize: recover what int8 loses, label-free: none, bias "
+                                     "(empirical bias correction) or mimic (a short fake-quantized MiR run "
+                                     "against the fp32 teacher)", "bias", choices=RECOVERIES,
+                                     needs={"quantize": "int8"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -223,6 +236,9 @@ class Recipe:
         if self.iterations < 1 and method.iterative:
             _refuse("iterations", self.iterations, "must be at least 1")
         scheme = parse_scheme(self.prune)
+        for name in ("calibration", "quantize_recovery"):
+            if getattr(self, name) != recipe_defaults()[name] and self.quantize is None:
+                _refuse(name, getattr(self, name), "applies with --quantize int8")
         for name, default in (("round_to", None), ("importance", "l1"), ("global_pruning", False)):
             if getattr(self, name) != default and not scheme.prunes_channels:
                 _refuse(name, getattr(self, name), f"applies to channel pruning, not to --prune {self.prune}")
@@ -279,8 +295,11 @@ class Recipe:
             f" extra_data={self.extra_data}" if self.extra_data else "")
         options = "".join(f" {k}={v}" for k, v in self.options.items())
         budget = f" iterations={self.iterations}" if self.iterations != recipe_defaults()["iterations"] else ""
+        quantized = "" if self.quantize is None else f" {self.quantize}" + (
+            f" calibration={self.calibration}" if self.calibration != "minmax" else "") + (
+            f" recovery={self.quantize_recovery}" if self.quantize_recovery != "none" else "")
         return (f"{self.teacher} {self.prune}{extra} {self.method}{options}{budget} n={self.samples}{data} "
-                f"seed={self.seed}")
+                f"seed={self.seed}{quantized}")
 
 
 # ----------------------------------------------------------------------------- derived from the declarations

@@ -20,7 +20,6 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from mimir._version import __version__
 from mimir.core import DataConfig, atomic_write
 from mimir.core.references import in_memory_name
 from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
@@ -28,14 +27,13 @@ from mimir.data.sources import FASHION, load_eval_data, load_samples
 from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
 from mimir.evaluate import compare_latency, count_macs_params, latency_ms, measure_model
-from mimir.evaluate.accuracy import eval_batches
+from mimir.evaluate.accuracy import eval_batches, onnx_accuracy
 from mimir.evaluate.latency import ONNX_RUNTIMES, RUNTIMES, openvino
-from mimir.export.checkpoint import FORMAT, save_model
-from mimir.evaluate.accuracy import onnx_accuracy
+from mimir.export.checkpoint import save_model
 from mimir.export.onnx import OPSET, OnnxFile, export_onnx, mimir_metadata, read_onnx
-from mimir.quantize import QuantizeSettings, quantize_model
 from mimir.models import is_model, list_models
 from mimir.pipeline import CompressResult, run_recipe
+from mimir.quantize import QuantizeSettings, quantize_model
 from mimir.recipe import Recipe, load_recipe, recipe_defaults
 from mimir.recipe import settings as recipe_settings
 from mimir.resolve import is_own_code, load_teacher, resolve_model

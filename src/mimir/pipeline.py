@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mimir.core import DataConfig
+from mimir.core import DataConfig, atomic_write
 from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center_crop, normalize
 from mimir.data.sources import FASHION, load_eval_data, load_extra_data, load_samples
 from mimir.data.synthetic import parse_synthetic
@@ -26,7 +26,6 @@ from mimir.engine import Checkpointing, Runtime, TrainConfig, resolve_runtime
 from mimir.engine import distributed as dist
 from mimir.errors import MimirError
 from mimir.evaluate import feature_mse, measure_latency, measure_model, warn_if_not_faster
-from mimir.core import atomic_write
 from mimir.evaluate.accuracy import onnx_accuracy
 from mimir.evaluate.latency import compare_latency
 from mimir.evaluate.measure import LATENCY

@@ -16,8 +16,14 @@ from mimir.core import FASHION_MNIST
 from mimir.data import LabeledImages, center_crop, normalize
 from mimir.errors import MimirError
 from mimir.export.onnx import mimir_metadata, onnx_bytes, ort_session, read_onnx
-from mimir.quantize import QuantizeSettings, calibration_views, fake_quant_mse, mimic_recovery, quantize_model, \
-    quantize_onnx
+from mimir.quantize import (
+    QuantizeSettings,
+    calibration_views,
+    fake_quant_mse,
+    mimic_recovery,
+    quantize_model,
+    quantize_onnx,
+)
 
 
 @pytest.fixture(scope="module")

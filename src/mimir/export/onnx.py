@@ -29,7 +29,6 @@ from torch import nn
 from mimir._version import __version__
 from mimir.core import DataConfig, atomic_write
 from mimir.errors import MimirError, first_line
-
 from mimir.export.checkpoint import FORMAT
 
 OPSET = 18              # what current ONNX Runtime (>= 1.16) runs with every optimisation

@@ -211,7 +211,6 @@ def quantize(run: Run) -> None:
         q = quantize_model(model, run.config, run.unlabeled, settings=settings, recovery=r.quantize_recovery,
                            teacher=run.teacher, seed=r.seed, metadata=metadata, runtime=run.runtime,
                            progress=run.progress)
-        run.runtime.model(model)   # quantizing worked on a CPU copy; the model stays where it was
         acc = None if run.eval_set is None else onnx_accuracy(q.blob, run.eval_set, run.config,
                                                               progress=run.progress, desc=f"evaluate {row} int8")
         run.int8[row] = q

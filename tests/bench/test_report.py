@@ -262,3 +262,16 @@ def test_no_method_is_named_in_bench_code():
     found = [(path.name, m.group(0)) for path in Path(mimir.bench.__file__).parent.rglob("*.py")
              for m in quoted.finditer(path.read_text())]
     assert not found
+
+
+def test_a_quantized_grid_gets_int8_columns():
+    import copy
+    lines = copy.deepcopy([line for line in LINES if line.get("config", {}).get("method") == "mir"])
+    for i, line in enumerate(lines):
+        line["config"]["quantize"] = "int8"
+        line["summary"]["compressed_int8"] = {"accuracy": 91.0 + i}
+        line["summary"]["teacher_int8"] = {"accuracy": 92.0}
+    table = markdown_table(aggregate(lines))
+    assert "| int8 % | teacher int8 % |" in table.splitlines()[0]
+    assert table.splitlines()[2].endswith(f" {91.0 + (len(lines) - 1) / 2:.2f} | 92.00 |")
+    assert "int8" not in markdown_table(aggregate(LINES))   # a grid without quantize: the table as before

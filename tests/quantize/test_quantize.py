@@ -149,3 +149,29 @@ def test_latency_in_a_runtime_that_is_not_installed_is_one_line(int8_teacher, tm
 def test_quantize_options_need_quantize(capsys):
     assert main(["compress", "--calibration", "entropy"]) == 2
     assert "applies with --quantize int8" in capsys.readouterr().err
+
+
+def test_openvino_runs_the_int8_file_where_installed(int8_teacher, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    _, _, q = int8_teacher
+    path = tmp_path / "t.int8.onnx"
+    path.write_bytes(q.blob)
+    assert main(["latency", str(path), "--runtime", "openvino", "--batch", "1", "--seconds", "0.05", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["runtimes"]["openvino"]["1"]
+    assert row["student_ms"] > 0 and row["teacher_ms"] > 0 and row["teacher_int8_ms"] > 0
+
+
+@pytest.mark.slow
+def test_compress_quantize_writes_the_int8_file_and_its_rows(tmp_path, capsys):
+    out = tmp_path / "r20.pt"
+    assert main(["compress", "--samples", "64", "--iterations", "20", "--quantize", "int8", "--quantize-recovery",
+                 "bias", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "teacher int8" in text and "compressed (mir) int8" in text and "recovery bias" in text
+    int8 = tmp_path / "r20.int8.onnx"
+    assert f"written to {out} and {int8}" in text
+    f = read_onnx(int8)
+    assert f.recipe["quantize"] == "int8" and f.quantization["recovery"] == "bias"
+    assert f.metadata["macs"] < 0.6 * 31.5e6   # the pruned student's MACs, recorded for mimir evaluate
+    assert main(["evaluate", str(int8), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 50

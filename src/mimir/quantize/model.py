@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from torch import nn
 from mimir.core import DataConfig
 from mimir.data import LabeledImages, UnlabeledImages
 from mimir.engine import Runtime
+from mimir.engine.views import is_small
 from mimir.errors import MimirError
 from mimir.export.onnx import onnx_bytes, with_metadata
 from mimir.quantize.calibration import calibration_views, unlabeled
@@ -19,6 +21,9 @@ from mimir.quantize.recovery import RECOVERIES, MimicSettings, bias_correction, 
 from mimir.quantize.static import QuantizeSettings, operator_precision, quantize_onnx
 
 QUANTIZE = ("int8",)
+#: most calibration images for inputs above 64 px: ONNX Runtime's entropy and percentile calibrators
+#: keep every activation of every image in memory (tens of MB per image for a ResNet-50)
+LARGE_INPUT_LIMIT = {"minmax": 512, "entropy": 128, "percentile": 128}
 
 
 @dataclass
@@ -49,8 +54,10 @@ def quantize_model(model: nn.Module, config: DataConfig, samples: UnlabeledImage
         raise MimirError(f"unknown quantization recovery '{recovery}'", f"use one of: {', '.join(RECOVERIES)}")
     settings = settings.resolved()
     images = unlabeled(samples)
-    net = model.cpu().float().eval()
+    net = copy.deepcopy(model).cpu().float().eval()   # the caller's model stays where and as it was
     calibration = calibration_views(images, config, seed)
+    if not is_small(config):   # evaluation views first: those are kept
+        calibration = calibration[:LARGE_INPUT_LIMIT[settings.calibration]]
     seconds: dict = {}
     details: dict = {}
     if recovery == "mimic":

@@ -225,4 +225,5 @@ def mimic_recovery(model: nn.Module, teacher: nn.Module, samples: UnlabeledImage
         log = train(task, samples.images, None, config, cfg, seed, runtime, progress, "recover int8")
     finally:
         fq.remove()
-    return student.cpu().eval(), log
+    # back in the plain memory format (the runtime may train channels-last): the export is then the fp32 one
+    return student.cpu().to(memory_format=torch.contiguous_format).eval(), log

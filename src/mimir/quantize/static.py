@@ -101,17 +101,14 @@ def _quiet():
 
 
 def quantize_onnx(fp32: bytes, calibration: np.ndarray | object, settings: QuantizeSettings = QuantizeSettings(),
-                  metadata: dict | None = None, overrides: dict | None = None) -> bytes:
+                  metadata: dict | None = None) -> bytes:
     """The int8 QDQ version of the fp32 ONNX model ``fp32``, calibrated on ``calibration``
     (normalised images, a torch tensor or array), with ``metadata`` (the fp32 file's, plus how it
-    was quantized). ``overrides``: ONNX Runtime's ``TensorQuantOverrides`` (fixed scales for named
-    tensors). Checked to load and run in ONNX Runtime; an operator it cannot quantize or run is
-    named in a one-line error."""
+    was quantized). Checked to load and run in ONNX Runtime; an operator it cannot quantize or run
+    is named in a one-line error."""
     s = settings.resolved()
     source = onnx.load_from_string(fp32)
     extra = {"CalibPercentile": s.percentile}
-    if overrides:
-        extra["TensorQuantOverrides"] = overrides
     with tempfile.TemporaryDirectory(prefix="mimir-quantize-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)

@@ -35,6 +35,8 @@ class Row:
     setting: str = ""   # the recipe fields that tell this group from others with the same teacher/prune/samples/method
     recipe: dict = field(default_factory=dict, compare=False)   # the group's recipe, seed left out
     untrained: bool = False   # the pruned student left as it was in every seed: the floor, not a contender
+    int8_mean: float | None = None      # with quantize: the int8 student's accuracy (mean over seeds)
+    teacher_int8: float | None = None   # and the int8 teacher's, calibrated on the same samples
 
 
 _SHOWN = ("teacher", "prune", "samples", "method")
@@ -103,7 +105,9 @@ def _row(cell: list[dict], c: dict, setting: str) -> Row:
         statistics.mean(x["compressed"]["macs"] for x in s), statistics.mean(x["compressed"]["params"] for x in s),
         statistics.mean(x["teacher"]["macs"] for x in s), statistics.mean(x["train_seconds"] for x in s),
         statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
-        int(c["iterations"]), setting, c, all(x["compressed"] == x["pruned"] for x in s))
+        int(c["iterations"]), setting, c, all(x["compressed"] == x["pruned"] for x in s),
+        _mean(x["compressed_int8"]["accuracy"] for x in s if "compressed_int8" in x),
+        _mean(x["teacher_int8"]["accuracy"] for x in s if "teacher_int8" in x))
 
 
 def aggregate(records: list[dict]) -> list[Row]:

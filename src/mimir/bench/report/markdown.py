@@ -32,17 +32,20 @@ def _acc(v: float | None) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     with_setting = any(r.setting for r in rows)
+    with_int8 = any(r.int8_mean is not None for r in rows)   # a grid with quantize: int8
     extra = "setting | " if with_setting else ""
     lines = [f"| teacher | prune | samples | method | {extra}accuracy % (mean +- std) | seeds | vs teacher | "
-             "pruned % | MACs | params | train s | cell s | labels |",
-             "|---|---|---:|---|" + ("---|" if with_setting else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "pruned % | MACs | params | train s | cell s | labels |" + (" int8 % | teacher int8 % |" if with_int8 else ""),
+             "|---|---|---:|---|" + ("---|" if with_setting else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---|"
+             + ("---:|---:|" if with_int8 else "")]
     for r in rows:
         gap = "n/a" if r.mean is None or r.teacher_acc is None else f"{r.mean - r.teacher_acc:+.2f}"
         macs = f"{r.macs / 1e6:.1f}M ({100 * r.macs / r.teacher_macs:.0f} %)"
         setting = f"{r.setting} | " if with_setting else ""
         lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {r.method} | {setting}{_acc(r.mean)} +- {r.std:.2f} | "
                      f"{r.seeds} | {gap} | {_acc(r.pruned_acc)} | {macs} | {r.params / 1e6:.3f}M | "
-                     f"{r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |")
+                     f"{r.train_seconds:.0f} | {r.cell_seconds:.0f} | {'yes' if r.used_labels else 'no'} |"
+                     + (f" {_acc(r.int8_mean)} | {_acc(r.teacher_int8)} |" if with_int8 else ""))
     return "\n".join(lines)
 
 

@@ -49,9 +49,16 @@ class CompressResult:
     dropped_blocks: list[str]
     summary: dict = field(default_factory=dict)
     recipe: Recipe | None = None
+    int8: bytes | None = None   # with quantize="int8": the compressed student's int8 ONNX file
 
     def save(self, path: str | Path) -> Path:
-        """Write a mimir file (architecture as data + weights + recipe; ``weights_only=True`` loadable)."""
+        """Write a mimir file (architecture as data + weights + recipe; ``weights_only=True`` loadable),
+        or, for a path ending in ``.onnx``, the int8 ONNX file of a run with ``quantize="int8"``."""
+        if Path(path).suffix.lower() == ".onnx":
+            if self.int8 is None:
+                raise MimirError("this run made no int8 model", "pass quantize='int8' to compress, or save a .pt")
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(self.int8))
+            return Path(path)
         return save_model(path, self.model, self.data_config, self.dropped_blocks, info=self.summary)
 
 
@@ -265,7 +272,8 @@ def run_recipe(recipe: Recipe, *, teacher: nn.Module | None = None, data: object
             stage(run)
         if checkpoint is not None and dist.is_main():
             checkpoint.path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
-        return CompressResult(run.model, run.teacher, run.config, run.arch["dropped_blocks"], run.summary, recipe)
+        int8 = run.int8["compressed"].blob if "compressed" in run.int8 else None
+        return CompressResult(run.model, run.teacher, run.config, run.arch["dropped_blocks"], run.summary, recipe, int8)
     finally:
         dist.shutdown(owned)
 

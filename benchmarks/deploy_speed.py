@@ -216,7 +216,22 @@ def render(saved: dict) -> str:
         "addition into the convolutions, so `Conv` is nearly all of the kernel time, and `conv by width` splits "
         "it by the convolutions' output channels. The last block is torch.profiler's view of PyTorch eager "
         "(self time per operator; the profiler's own overhead inflates it).", "", "```",
-        saved["profile"].strip("\n"), "```", ""])
+        saved["profile"].strip("\n"), "```", ""] + _int8_section())
+
+
+def _int8_section() -> list[str]:
+    """The int8 rows, from ``benchmarks/results/int8.json`` (written by ``benchmarks/int8_speed.py``)."""
+    import importlib.util
+
+    results = RESULTS.with_name("int8.json")
+    if not results.exists():
+        return []
+    spec = importlib.util.spec_from_file_location("int8_speed", Path(__file__).with_name("int8_speed.py"))
+    int8 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(int8)
+    return ["## int8", "", "Pruned, then quantized (`mimir compress --quantize int8`, `mimir quantize`); from "
+            "`benchmarks/results/int8.json`, measured by `.venv/bin/python benchmarks/int8_speed.py` (its page, with "
+            "ONNX Runtime's int8 profile: [INT8.md](INT8.md)).", "", int8.tables(json.loads(results.read_text())), ""]
 
 
 def update_readme(saved: dict) -> None:

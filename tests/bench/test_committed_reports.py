@@ -22,7 +22,8 @@ SUMMARY_PAGES = {  # results name -> the hand-written page holding its `mimir re
     "beyond-mir-long": "docs/BEYOND-MIR.md",
 }
 DEPLOY_PAGE = "docs/SHIPPING.md"  # holds the `<!-- deploy_speed -->` block
-GENERATED = {"docs/RESULTS.md", "docs/DEPLOY.md", "docs/SPEED.md"}  # written by commands, never by hand
+GENERATED = {"docs/RESULTS.md", "docs/DEPLOY.md", "docs/SPEED.md", "docs/INT8.md"}  # written by commands only
+INT8_BLOCK = ("<!-- int8_speed -->", "<!-- /int8_speed -->")   # a benchmark script's block: its rows are its own
 PAGES_WITH_COPIED_ROWS = ("docs/BENCHMARKS.md", "docs/BEYOND-MIR.md")
 
 
@@ -60,7 +61,10 @@ def test_table_rows_in_hand_written_pages_come_from_the_reports():
     reports = "".join(path.read_text() for path in (ROOT / "docs").glob("**/RESULTS.md"))
     rows = {}
     for page in _hand_written_pages():
-        found = [line for line in page.read_text().splitlines() if line.startswith(("| resnet", "| vit_p7"))]
+        text = page.read_text()
+        if INT8_BLOCK[0] in text:
+            text = text[:text.index(INT8_BLOCK[0])] + text[text.index(INT8_BLOCK[1]):]
+        found = [line for line in text.splitlines() if line.startswith(("| resnet", "| vit_p7"))]
         rows[page.relative_to(ROOT).as_posix()] = found
         assert all(row in reports for row in found), [row for row in found if row not in reports]
     assert all(rows[page] for page in PAGES_WITH_COPIED_ROWS)
@@ -92,3 +96,16 @@ def test_deployment_page_and_shipping_table_render_from_their_measurements():
     start, end = page.index(deploy.BLOCK[0]), page.index(deploy.BLOCK[1])
     assert page[start + len(deploy.BLOCK[0]):end].strip() == deploy.tables(saved).strip()
     assert all(deploy.BLOCK[0] not in p.read_text() for p in _hand_written_pages() if p != ROOT / DEPLOY_PAGE)
+
+
+def test_int8_page_and_shipping_table_render_from_their_measurements():
+    import json
+
+    int8 = _benchmark_script("int8_speed")
+    assert int8.BLOCK == INT8_BLOCK
+    saved = json.loads((ROOT / "benchmarks" / "results" / "int8.json").read_text())
+    assert (ROOT / "docs" / "INT8.md").read_text() == int8.render(saved)
+    page = (ROOT / DEPLOY_PAGE).read_text()
+    start, end = page.index(int8.BLOCK[0]), page.index(int8.BLOCK[1])
+    assert page[start + len(int8.BLOCK[0]):end].strip() == int8.tables(saved).strip()
+    assert int8.tables(saved) in (ROOT / "docs" / "DEPLOY.md").read_text()   # the deployment page shows them too

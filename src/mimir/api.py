@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -245,10 +246,14 @@ def latency(model: str | Path, against: str | Path | None = None, weights: str |
         macs = f.metadata.get("macs")
         q = f.quantization or {}
         if q:   # the teacher quantized as the student was: same calibration, samples and seed
-            few = load_samples(recipe.get("data", FASHION), q["samples"], q["seed"], config, teacher=teacher,
-                               progress=False)
-            others["teacher_int8"] = quantize_model(teacher, config, few, settings=QuantizeSettings(q["calibration"]),
-                                                    seed=q["seed"]).blob
+            try:
+                few = load_samples(recipe.get("data", FASHION), q["samples"], q["seed"], config, teacher=teacher,
+                                   progress=False)
+            except MimirError as err:   # e.g. the folder the samples came from is gone: time what there is
+                warnings.warn(f"int8 teacher not timed: its calibration samples cannot be drawn ({err.problem})")
+            else:
+                others["teacher_int8"] = quantize_model(teacher, config, few, seed=q["seed"],
+                                                        settings=QuantizeSettings(q["calibration"])).blob
     else:
         macs, _ = count_macs_params(net, x)
     timing = compare_latency(net, teacher, config, runtimes, batches, threads, seconds, others=others)

@@ -213,22 +213,22 @@ def quantize(run: Run) -> None:
     settings = QuantizeSettings(r.calibration)
     for row, model in (("compressed", run.model), ("teacher", run.teacher)):
         started = time.perf_counter()
-        metadata = mimir_metadata(str(run.out) if run.out else r.teacher, run.config, r.to_dict(),
-                                  macs=s[row]["macs"], params=s[row]["params"])
+        name = (str(run.out) if run.out else r.teacher) if row == "compressed" else r.teacher
+        recipe = s["recipe"] if row == "compressed" else {}   # the recipe as run (round_to resolved)
+        metadata = mimir_metadata(name, run.config, recipe, macs=s[row]["macs"], params=s[row]["params"])
         q = quantize_model(model, run.config, run.unlabeled, settings=settings, recovery=r.quantize_recovery,
                            teacher=run.teacher, seed=r.seed, metadata=metadata, runtime=run.runtime,
                            progress=run.progress)
         acc = None if run.eval_set is None else onnx_accuracy(q.blob, run.eval_set, run.config,
                                                               progress=run.progress, desc=f"evaluate {row} int8")
         run.int8[row] = q
-        s[f"{row}_int8"] = {"accuracy": acc, "size_bytes": q.size, "seconds": round(time.perf_counter() - started, 2),
-                            "recovery_seconds": round(q.seconds.get("recover", 0.0), 2),
-                            "quantization": q.info}
-        s[f"{row}_int8"]["fp32_size_bytes"] = q.fp32_size
+        s[f"{row}_int8"] = {"accuracy": acc, "size_bytes": q.size, "fp32_size_bytes": q.fp32_size,
+                            "seconds": round(time.perf_counter() - started, 2),
+                            "recovery_seconds": round(q.seconds.get("recover", 0.0), 2), "quantization": q.info}
     if run.latency:
+        int8 = {"student_int8": run.int8["compressed"].blob, "teacher_int8": run.int8["teacher"].blob}
         timing = compare_latency(run.model, run.teacher, run.config, (LATENCY["runtime"],), (LATENCY["batch"],),
-                                 LATENCY["threads"], others={"student_int8": run.int8["compressed"].blob,
-                                         "teacher_int8": run.int8["teacher"].blob})
+                                 LATENCY["threads"], others=int8)
         s["latency"] = {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
         warn_if_not_faster(s)
 

@@ -27,7 +27,7 @@ def test_the_default_is_the_cpus_channel_block(monkeypatch, flags, block):
 
 @pytest.mark.parametrize("keep,channels,k,expected", [
     (67, 96, 16, 64), (22, 32, 16, 16), (11, 16, 16, 8), (5, 16, 16, 8), (44, 64, 16, 48),   # below K: multiples of 8
-    (67, 96, 8, 64), (11, 16, 8, 8), (3, 16, 8, 8), (3, 4, 8, 4),                            # never above the layer
+    (67, 96, 8, 64), (11, 16, 8, 8), (3, 16, 8, 8), (3, 4, 8, 3), (4, 8, 16, 4),              # never undoes the cut
     (3, 16, 4, 4), (67, 96, 1, 67), (67, 96, None, 67)])                                     # 1 / None: no rounding
 def test_rounding_rule(keep, channels, k, expected):
     assert rounded(keep, channels, k) == expected

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mimir.core import FASHION_MNIST
 from mimir.engine import Checkpointing, Task, TrainConfig, lr_factor, train
 from mimir.errors import MimirError
-from mimir.methods._base import body_parameters
+from mimir.models.anatomy import body_parameters
 from mimir.prune import prune
 from tests.helpers import crash_after_first_checkpoint
 

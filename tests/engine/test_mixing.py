@@ -9,7 +9,7 @@ from mimir.engine import Checkpointing, Task, TrainConfig, train
 from mimir.engine.mixing import Mixer
 from mimir.engine.views import PolicyViews
 from mimir.errors import MimirError
-from mimir.methods._base import body_parameters
+from mimir.models.anatomy import body_parameters
 from mimir.prune import prune
 from tests.helpers import crash_after_first_checkpoint
 

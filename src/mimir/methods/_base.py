@@ -143,12 +143,6 @@ def copy_head(student: nn.Module, teacher: nn.Module) -> None:
         student.get_submodule(name).load_state_dict(teacher.get_submodule(name).state_dict())
 
 
-def body_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every parameter outside the head (what mimicking trains)."""
-    head = {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
-    return [p for p in model.parameters() if id(p) not in head]
-
-
 def seeded(seed: int) -> torch.Generator:
     """A generator for a method's own draws (torch's global generator is never reseeded)."""
     return torch.Generator().manual_seed(seed)

@@ -37,9 +37,9 @@ from mimir.data.transforms import POLICIES
 from mimir.engine import Task
 from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
-from mimir.methods._base import Method, MethodInput, body_parameters, copy_head, fit, register_method
+from mimir.methods._base import Method, MethodInput, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
-from mimir.models.anatomy import residual_blocks
+from mimir.models.anatomy import body_parameters, residual_blocks
 
 SCHEDULES = ("step", "cosine")
 

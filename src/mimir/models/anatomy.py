@@ -31,6 +31,12 @@ def head_modules(model: nn.Module) -> set[nn.Module]:
     return {sub for n in names for sub in model.get_submodule(n).modules()}
 
 
+def body_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter outside the head (what mimicking trains)."""
+    head = {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
 # ----------------------------------------------------------------------------- residual blocks
 def _is_pass_through(m: nn.Module) -> bool:
     return isinstance(m, _PASS_THROUGH) or type(m).__name__ == "DropPath"

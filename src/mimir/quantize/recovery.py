@@ -35,6 +35,7 @@ from torch.nn.utils import parametrize
 from mimir.core import DataConfig, eval_mode
 from mimir.data import UnlabeledImages
 from mimir.engine import Runtime, Task, TrainConfig, TrainLog, train
+from mimir.models.anatomy import body_parameters
 
 RECOVERIES = ("none", "bias", "mimic")
 
@@ -191,11 +192,6 @@ class MimicSettings:
     batch_size: int = 64
 
 
-def _body_parameters(model: nn.Module) -> list[nn.Parameter]:
-    head = {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
-    return [p for p in model.parameters() if id(p) not in head]
-
-
 @torch.no_grad()
 def fake_quant_mse(model: nn.Module, teacher: nn.Module, calibration: torch.Tensor, images: torch.Tensor,
                    weight_bits: int = 8) -> float:
@@ -218,7 +214,7 @@ def mimic_recovery(model: nn.Module, teacher: nn.Module, samples: UnlabeledImage
     fq = FakeQuantized(student, calibration, weight_bits)   # ranges measured on the CPU, then trained anywhere
     teacher = runtime.model(copy.deepcopy(teacher).float()).eval()
     task = Task(student, forward=lambda m, x: m.forward_features(x), loss=F.mse_loss,
-                target=lambda x: teacher.forward_features(x), trainable=_body_parameters, train_mode=False)
+                target=lambda x: teacher.forward_features(x), trainable=body_parameters, train_mode=False)
     cfg = TrainConfig(iterations=settings.iterations, batch_size=settings.batch_size, lr=settings.lr,
                       schedule="cosine", cache_targets=None)
     try:

@@ -27,7 +27,7 @@ from mimir.data import LabeledImageFiles, LabeledImages, UnlabeledImages, center
 from mimir.data.sources import FASHION, load_eval_data, load_samples
 from mimir.engine import Checkpointing, resolve_runtime
 from mimir.errors import MimirError
-from mimir.evaluate import compare_latency, count_macs_params, latency_ms, measure_model
+from mimir.evaluate import accuracy, compare_latency, count_macs_params, latency_ms, measure_model
 from mimir.evaluate.accuracy import eval_batches, onnx_accuracy
 from mimir.evaluate.latency import ONNX_RUNTIMES, RUNTIMES, openvino
 from mimir.export.checkpoint import save_model
@@ -302,8 +302,8 @@ def quantize(model: str | Path, out: str | Path, data: object = None, samples: i
               "size_bytes": q.size, "fp32_size_bytes": q.fp32_size, "macs": macs, "params": params,
               "quantization": q.info, "seconds": {k: round(v, 2) for k, v in q.seconds.items()}}
     if eval_set is not None:
-        result["accuracy_fp32"] = measure_model(net, eval_set, config, x, resolve_runtime("cpu", "fp32"),
-                                                progress, "evaluate fp32")["accuracy"]
+        result["accuracy_fp32"] = accuracy(net, eval_set, config, progress=progress, desc="evaluate fp32",
+                                           runtime=resolve_runtime("cpu", "fp32"))
         result["accuracy_int8"] = onnx_accuracy(q.blob, eval_set, config, progress=progress, desc="evaluate int8")
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(q.blob))
     return result

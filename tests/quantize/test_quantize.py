@@ -188,3 +188,15 @@ def test_compress_result_saves_its_int8_file(tmp_path, monkeypatch):
     with pytest.raises(MimirError, match="no int8 model"):
         CompressResult(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), FASHION_MNIST, []).save(tmp_path / "x.onnx")
     assert "quantize" in mimir.__all__
+
+
+def test_a_limit_renders_exactly_the_first_views():
+    from mimir.core import DataConfig
+    from mimir.data import UnlabeledImages
+    images = UnlabeledImages(torch.randint(0, 256, (20, 3, 80, 80), dtype=torch.uint8,
+                                           generator=torch.Generator().manual_seed(0)))
+    config = DataConfig(in_chans=3, input_size=64)
+    full = calibration_views(images, config, seed=3)
+    assert len(full) == 40   # 20 evaluation views, then 20 augmented ones
+    for limit in (5, 20, 27, 40, 100):
+        assert torch.equal(calibration_views(images, config, seed=3, limit=limit), full[:limit])

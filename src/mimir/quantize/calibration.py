@@ -30,16 +30,23 @@ def unlabeled(samples: UnlabeledImages | LabeledImages) -> UnlabeledImages:
     return samples.without_labels() if isinstance(samples, LabeledImages) else samples
 
 
-def calibration_views(samples: UnlabeledImages, config: DataConfig, seed: int = 0, views: int = 1) -> torch.Tensor:
+def calibration_views(samples: UnlabeledImages, config: DataConfig, seed: int = 0, views: int = 1,
+                      limit: int | None = None) -> torch.Tensor:
     """Normalised float images: each sample's evaluation view, then ``views`` augmented views of
-    each (seeded by ``seed``), on the CPU."""
+    each (seeded by ``seed``), on the CPU; with ``limit``, the first ``limit`` of them (only those
+    are rendered: an image's view does not depend on the images after it)."""
     images = samples.images
-    out = [center_crop(images, config.input_size)]
+    left = len(images) * (1 + views) if limit is None else limit
+    out = [center_crop(images[:left], config.input_size)]
+    left -= len(out[0])
     augment = Augment(config.input_size)
     with torch.random.fork_rng(devices=[]):   # torchvision's transforms draw from the CPU generator
         for v in range(views):
+            if left <= 0:
+                break
             torch.default_generator.manual_seed(mix_seed(seed, 7, v))
-            out.append(augment(images))
+            out.append(augment(images[:left]))
+            left -= len(out[-1])
     return normalize(torch.cat(out).cpu(), config).float()
 
 

@@ -55,9 +55,8 @@ def quantize_model(model: nn.Module, config: DataConfig, samples: UnlabeledImage
     settings = settings.resolved()
     images = unlabeled(samples)
     net = copy.deepcopy(model).cpu().float().eval()   # the caller's model stays where and as it was
-    calibration = calibration_views(images, config, seed)
-    if not is_small(config):   # evaluation views first: those are kept
-        calibration = calibration[:LARGE_INPUT_LIMIT[settings.calibration]]
+    calibration = calibration_views(images, config, seed,   # evaluation views first: those are kept
+                                    limit=None if is_small(config) else LARGE_INPUT_LIMIT[settings.calibration])
     seconds: dict = {}
     details: dict = {}
     if recovery == "mimic":

@@ -27,8 +27,6 @@ from mimir.engine import distributed as dist
 from mimir.errors import MimirError
 from mimir.evaluate import feature_mse, measure_latency, measure_model, warn_if_not_faster
 from mimir.evaluate.accuracy import onnx_accuracy
-from mimir.evaluate.latency import compare_latency
-from mimir.evaluate.measure import LATENCY
 from mimir.export.checkpoint import save_model
 from mimir.export.onnx import mimir_metadata
 from mimir.methods import Method, MethodInput, get_method
@@ -227,9 +225,7 @@ def quantize(run: Run) -> None:
                             "recovery_seconds": round(q.seconds.get("recover", 0.0), 2), "quantization": q.info}
     if run.latency:
         int8 = {"student_int8": run.int8["compressed"].blob, "teacher_int8": run.int8["teacher"].blob}
-        timing = compare_latency(run.model, run.teacher, run.config, (LATENCY["runtime"],), (LATENCY["batch"],),
-                                 LATENCY["threads"], others=int8)
-        s["latency"] = {**LATENCY, **timing["runtimes"][LATENCY["runtime"]][str(LATENCY["batch"])]}
+        s["latency"] = measure_latency(run.model, run.teacher, run.config, others=int8)
         warn_if_not_faster(s)
 
 

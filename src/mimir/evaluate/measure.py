@@ -45,12 +45,14 @@ def measure_model(model: nn.Module, eval_set: LabeledImages | LabeledImageFiles 
 LATENCY = {"runtime": "onnxruntime", "batch": 1, "threads": 1}
 
 
-def measure_latency(model: nn.Module, teacher: nn.Module, config: DataConfig) -> dict | None:
-    """Teacher and student latency in ONNX Runtime (batch 1, one thread, interleaved), or None with
-    a warning when the model cannot be exported (the trained model is not lost for that)."""
+def measure_latency(model: nn.Module, teacher: nn.Module, config: DataConfig,
+                    others: dict[str, bytes] | None = None) -> dict | None:
+    """Teacher and student latency in ONNX Runtime (batch 1, one thread, interleaved; ``others``:
+    ONNX files timed in the same turns, e.g. the int8 models), or None with a warning when the
+    model cannot be exported (the trained model is not lost for that)."""
     try:
         timing = compare_latency(model, teacher, config, (LATENCY["runtime"],), (LATENCY["batch"],),
-                                 LATENCY["threads"])
+                                 LATENCY["threads"], others=others)
     except MimirError as err:
         warnings.warn(f"latency not measured: {err}")
         return None

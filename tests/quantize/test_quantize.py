@@ -114,7 +114,8 @@ def test_no_vnni_means_seven_bit_weights(monkeypatch):
 
 def test_mimic_recovery_lowers_the_fake_quantized_loss_on_held_out_views(teacher20, few, fmnist_test):
     """The fp32 model mimicking its own fp32 map under 4-bit fake-quantized weights (a loss big
-    enough to measure in a few steps): the loss on held-out test images must fall by a fifth."""
+    enough to measure in a few steps): the loss on held-out test images must fall by a fifth
+    (measured here: 0.0151 -> 0.0084, a ratio of 0.55; no recovery leaves it at 1)."""
     model, config = teacher20
     calibration = calibration_views(few.without_labels(), config)
     held_out = normalize(center_crop(fmnist_test.images[:256], 28), config)

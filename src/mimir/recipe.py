@@ -294,7 +294,8 @@ class Recipe:
         data = (f" data={self.data}" if self.data != "fashion-mnist" else "") + (
             f" extra_data={self.extra_data}" if self.extra_data else "")
         options = "".join(f" {k}={v}" for k, v in self.options.items())
-        budget = f" iterations={self.iterations}" if self.iterations != recipe_defaults()["iterations"] else ""
+        budget = (f" iterations={self.iterations}" if self.iterations != recipe_defaults()["iterations"] else "") + (
+            f" lr={self.lr:g}" if self.lr is not None else "")
         quantized = "" if self.quantize is None else f" {self.quantize}" + (
             f" calibration={self.calibration}" if self.calibration != "minmax" else "") + (
             f" recovery={self.quantize_recovery}" if self.quantize_recovery != "none" else "")

@@ -83,10 +83,10 @@ def test_non_finite_loss_stops_with_the_iteration_and_keeps_the_last_good_checkp
     assert state["step"] == 8 and bool(torch.isfinite(state["losses"]).all())
 
 
-def _run(teacher, ckpt=None, iterations=12):
+def _run(teacher, ckpt=None, iterations=12, **settings):
     student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
-    train(_mir_task(teacher, student), _images(), None, FASHION_MNIST, TrainConfig(iterations=iterations, batch_size=8),
-          seed=5, progress=False, checkpoint=ckpt)
+    train(_mir_task(teacher, student), _images(), None, FASHION_MNIST,
+          TrainConfig(iterations=iterations, batch_size=8, **settings), seed=5, progress=False, checkpoint=ckpt)
     return student.state_dict()
 
 
@@ -96,21 +96,60 @@ def _assert_identical(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_same_seed_same_weights_and_resume_is_exact(teacher20, tmp_path):
+@pytest.mark.parametrize("settings", [{}, {"ema": 0.9, "optimizer": "adamw"}])
+def test_same_seed_same_weights_and_resume_is_exact(teacher20, tmp_path, settings):
     teacher, _ = teacher20
-    full = _run(teacher)
-    _assert_identical(full, _run(teacher))   # bit-identical on the same machine
+    full = _run(teacher, **settings)
+    _assert_identical(full, _run(teacher, **settings))   # bit-identical on the same machine
     # stop after 7 steps (a checkpoint at 7, as Ctrl-C or --checkpoint-every would leave), then resume
     ckpt = Checkpointing(tmp_path / "c.ckpt", every=7, tag="x")
     with pytest.raises(MimirError):   # a resume without a checkpoint is refused
         _run(teacher, Checkpointing(tmp_path / "none.ckpt", resume=True, tag="x"))
 
     with crash_after_first_checkpoint():
-        _run(teacher, ckpt)
+        _run(teacher, ckpt, **settings)
     assert torch.load(ckpt.path, weights_only=True)["step"] == 7
-    _assert_identical(full, _run(teacher, Checkpointing(ckpt.path, resume=True, tag="x")))
+    _assert_identical(full, _run(teacher, Checkpointing(ckpt.path, resume=True, tag="x"), **settings))
     with pytest.raises(MimirError, match="belongs to another run"):
         _run(teacher, Checkpointing(ckpt.path, resume=True, tag="other"))
+
+
+def test_ema_result_is_the_moving_average_of_the_weights(teacher20, monkeypatch):
+    """With ``ema`` the result is the exponential moving average of the weights after each step,
+    its decay warmed up as min(decay, (1 + n) / (10 + n)): recomputed here from the weights the
+    same run (no ema) passes through, step by step."""
+    import mimir.engine.loop as loop
+
+    teacher, _ = teacher20
+    trajectory = []
+    step = loop._step
+
+    def recording(objective, task, state, *args):
+        step(objective, task, state, *args)
+        trajectory.append({k: v.detach().clone() for k, v in state.module.state_dict().items()})
+
+    monkeypatch.setattr(loop, "_step", recording)
+    plain = _run(teacher, iterations=30)
+    monkeypatch.setattr(loop, "_step", step)
+    decay = 0.8
+    expected = {k: v.clone() for k, v in trajectory[0].items()}
+    for n, weights in enumerate(trajectory[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        for k, v in weights.items():
+            expected[k] = expected[k] * d + v * (1 - d) if v.is_floating_point() else v.clone()
+    averaged = _run(teacher, iterations=30, ema=decay)
+    moved = sum(float((plain[k] - averaged[k]).norm()) for k in plain if plain[k].is_floating_point())
+    assert moved > 0   # the average is not the last weights
+    for k, v in averaged.items():
+        assert torch.allclose(v.float(), expected[k].float(), rtol=1e-4, atol=1e-5), k
+
+
+def test_each_optimiser_has_its_own_default_learning_rate():
+    from mimir.engine.loop import DEFAULT_LR
+
+    assert TrainConfig().learning_rate == 0.02 == DEFAULT_LR["sgd"]   # the MiR protocol
+    assert TrainConfig(optimizer="adamw").learning_rate == DEFAULT_LR["adamw"] < 0.01
+    assert TrainConfig(optimizer="adamw", lr=0.1).learning_rate == 0.1
 
 
 def test_compile_warm_up_leaves_no_trace(teacher20):

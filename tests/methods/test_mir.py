@@ -252,3 +252,45 @@ def test_mir_plus_is_mir_with_its_defaults_as_options(teacher20, fmnist_train):
     cfg = TrainConfig(iterations=2, batch_size=8)
     with pytest.warns(UserWarning, match="stage term"):
         get_method("mir-plus")(MethodInput(teacher, narrow, few, config, cfg, seed=0, progress=False))
+
+
+def test_relation_loss_compares_relations_whatever_the_head_count():
+    """MiniLM-v2 relations: zero for identical projections, the same for a student whose q/k/v are
+    the teacher's with the columns of each relation head permuted within the head (its relations
+    are the same), positive for another one; a student with half the width compares in as many
+    relation heads."""
+    from mimir.methods.mir import relation_loss
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(3, 17, 3 * 128, generator=g)
+    assert relation_loss(teacher, teacher, 4).item() == pytest.approx(0, abs=1e-6)
+    within = torch.cat([torch.randperm(32, generator=g) + 32 * h for h in range(12)])  # 12 = 3 x 4 heads
+    assert relation_loss(teacher[..., within], teacher, 4).item() == pytest.approx(0, abs=1e-5)
+    narrow = torch.randn(3, 17, 3 * 64, generator=g)
+    assert relation_loss(narrow, teacher, 2).item() > 0.01
+    assert relation_loss(narrow, teacher, 2).shape == ()
+
+
+def test_relations_need_an_attention_both_models_keep(teacher20):
+    from mimir.methods.mir import shared_attention
+    from mimir.models import create_model
+
+    vit = create_model("vit_p7")
+    student, _ = prune(vit, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    pairs = shared_attention(vit, student)
+    assert len(pairs) == 6 and set(pairs.values()) == {2}   # 2 of 4 heads kept: 2 relation heads
+    dropped, _ = prune(vit, "attention:blocks.1", torch.zeros(1, 1, 28, 28))
+    assert len(shared_attention(vit, dropped)) == 5
+    with pytest.raises(MimirError, match="no attention module in common"):
+        shared_attention(*[teacher20[0]] * 2)
+
+
+def test_per_position_standardises_each_position_over_the_channels():
+    from mimir.methods.mir import per_position
+
+    g = torch.Generator().manual_seed(0)
+    for f, dim in ((torch.randn(2, 8, 5, 5, generator=g) * 3 + 1, 1), (torch.randn(2, 17, 8, generator=g) * 3, -1)):
+        z = per_position(f)
+        assert torch.allclose(z.mean(dim), torch.zeros(()), atol=1e-5)
+        assert torch.allclose(z.var(dim, unbiased=False), torch.ones(()), atol=1e-3)
+        assert torch.allclose(per_position(f * 5 + 2), z, atol=1e-4)   # blind to each position's scale

@@ -61,12 +61,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_training_state(ckpt: Checkpointing, step: int, module: torch.nn.Module, optimizer, scheduler, scaler,
-                        losses: torch.Tensor) -> None:
+                        losses: torch.Tensor, ema: torch.nn.Module | None = None) -> None:
     atomic_save({
         "format": FORMAT, "tag": ckpt.tag, "step": step,
         "module": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
         "losses": losses[:step].detach().float().cpu(), "rng": rng_state(),
+        **({"ema": {k: v.detach().cpu() for k, v in ema.state_dict().items()}} if ema is not None else {}),
     }, ckpt.path)
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from mimir.core import DataConfig, frozen_except
@@ -42,6 +43,10 @@ from mimir.engine.views import (
 )
 from mimir.errors import MimirError
 
+#: the learning rate of each optimiser when none is given: SGD's is the published MiR protocol's;
+#: AdamW's the best of 1e-4 to 2e-3 for a ViT student (docs/BEYOND-MIR.md)
+DEFAULT_LR = {"sgd": 0.02, "adamw": 5e-4}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,7 +54,7 @@ class TrainConfig:
 
     iterations: int = 2000
     batch_size: int = 64
-    lr: float = 0.02
+    lr: float | None = None  # None: the optimiser's default, DEFAULT_LR (0.02 for SGD: the MiR protocol)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     milestones: tuple[float, ...] = (0.4, 0.8)
@@ -58,6 +63,7 @@ class TrainConfig:
     nesterov: bool = False
     optimizer: str = "sgd"  # "sgd" (the MiR protocol) or "adamw" (training a ViT teacher from scratch)
     warmup: float = 0.0     # fraction of the iterations with a linear learning-rate warm-up
+    ema: float = 0.0        # > 0: the result is an exponential moving average of the weights, this decay
     augment: bool = True
     policy: str = "none"    # augmentation policy after crop and flip: none, randaugment, trivialaugment
     log_every: int = 20                 # steps between reads of the loss (progress bar, non-finite check)
@@ -67,6 +73,10 @@ class TrainConfig:
 
     def with_(self, **changes) -> "TrainConfig":
         return replace(self, **changes)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
 
 @dataclass
@@ -143,13 +153,31 @@ class _Objective(nn.Module):
 
 
 def lr_factor(cfg: TrainConfig, it: int) -> float:
-    """The learning rate of step ``it`` as a fraction of ``cfg.lr``."""
+    """The learning rate of step ``it`` as a fraction of ``cfg.learning_rate``."""
     warm = round(cfg.warmup * cfg.iterations)
     if it < warm:
         return (it + 1) / warm
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
     return cfg.gamma ** sum(it >= round(m * cfg.iterations) for m in cfg.milestones)
+
+
+def averaged(module: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``module``'s weights and floating-point buffers (None when
+    ``decay`` is 0), its decay warmed up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates
+    (as timm's ModelEma with warm-up) so that the pruned start does not weigh on a short run."""
+    if decay <= 0:
+        return None
+
+    @torch.no_grad()
+    def update(average: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        if average[0].is_floating_point():
+            torch._foreach_lerp_(average, current, 1 - d)
+        else:   # integer buffers (BatchNorm's step count) follow the module
+            torch._foreach_copy_(average, current)
+
+    return AveragedModel(module, multi_avg_fn=update, use_buffers=True)
 
 
 @contextmanager
@@ -176,8 +204,8 @@ def _catch_interrupt(enabled: bool):
 def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
+    return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            nesterov=cfg.nesterov, fused=fused or None)
 
 
@@ -285,6 +313,7 @@ class _State:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     losses: torch.Tensor
+    ema: AveragedModel | None = None
     start: int = 0
 
     def resume(self, checkpoint: Checkpointing) -> None:
@@ -294,6 +323,8 @@ class _State:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.start = int(state["step"])
         self.losses[:self.start] = state["losses"].to(self.losses.device)
         set_rng_state(state["rng"])
@@ -302,7 +333,7 @@ class _State:
         _check_finite(self.losses, 0, done, checkpoint)
         if dist.is_main():
             save_training_state(checkpoint, done, self.module, self.optimizer, self.scheduler, self.scaler,
-                                self.losses)
+                                self.losses, self.ema)
         dist.barrier()
 
 
@@ -344,7 +375,7 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
         objective = _objective(module, task, runtime)
         optimizer = _optimizer(params, cfg, device)
         state = _State(module, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it)),
-                       runtime.scaler(), torch.zeros(cfg.iterations, device=device))
+                       runtime.scaler(), torch.zeros(cfg.iterations, device=device), averaged(module, cfg.ema))
         if checkpoint is not None and checkpoint.resume:
             state.resume(checkpoint)
         start = state.start
@@ -389,6 +420,9 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
                     bar.close()
                     raise TrainingInterrupted(checkpoint.path)
         bar.close()
+        if state.ema is not None:   # the result is the average
+            with torch.no_grad():
+                module.load_state_dict(state.ema.module.state_dict())
         history = state.losses.tolist()   # waits for the device: the step time below is real
         ended = time.perf_counter()
     return TrainLog(history, cfg.iterations - start, steps_started - setup_started, ended - steps_started,
@@ -406,4 +440,6 @@ def _step(objective: nn.Module, task: Task, state: _State, x: torch.Tensor, targ
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
+    if state.ema is not None:
+        state.ema.update_parameters(state.module)
     state.losses[step] = loss.detach()

@@ -24,6 +24,7 @@ docs/beyond-mir/RESULTS.md).
 
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -39,9 +40,11 @@ from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
-from mimir.models.anatomy import body_parameters, residual_blocks
+from mimir.models.anatomy import attention_modules, body_parameters, residual_blocks
 
 SCHEDULES = ("step", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
+NORMALIZE = ("none", "position")
 
 
 @register_method
@@ -51,10 +54,13 @@ class MiR(Method):
     name = "mir"
     post_pool = False
     options = {"mix": "none", "mix_alpha": 1.0, "mix_prob": 1.0, "augment": "none", "schedule": "step",
-               "kd": 0.0, "temperature": 4.0, "stages": 0.0}
-    choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES}
+               "kd": 0.0, "temperature": 4.0, "stages": 0.0, "pooled": 0.0, "normalize": "none",
+               "optimizer": "sgd", "warmup": 0.0, "ema": 0.0, "relations": 0.0}
+    choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES, "normalize": NORMALIZE,
+               "optimizer": OPTIMIZERS}
     ranges = {"mix_alpha": "(0, inf)", "mix_prob": "(0, 1]", "kd": "[0, inf)", "temperature": "(0, inf)",
-              "stages": "[0, inf)"}
+              "stages": "[0, inf)", "pooled": "[0, inf)", "warmup": "[0, 1)", "ema": "[0, 1)",
+              "relations": "[0, inf)"}
     ablation_base = "mir"   # mir with options is an ablation of plain mir
 
     def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -64,12 +70,14 @@ class MiR(Method):
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student
         o = {key: self.option(inp, key) for key in self.options}
-        cfg = inp.train.with_(policy=o["augment"], schedule=o["schedule"])
+        cfg = inp.train.with_(policy=o["augment"], schedule=o["schedule"], optimizer=o["optimizer"],
+                              warmup=o["warmup"], ema=o["ema"])
         mix = None
         if o["mix"] != "none":
             saliency = pre_pool_energy(teacher) if o["mix"] == "salient" else None
             mix = Mixer(o["mix"], o["mix_alpha"], o["mix_prob"], inp.seed, saliency)
-        if o["kd"] == 0 and o["stages"] == 0:   # the published method: one MSE on one map
+        if not (o["kd"] or o["stages"] or o["pooled"] or o["relations"]) and o["normalize"] == "none":
+            # the published method: one MSE on one map
             task = Task(student, forward=self.features, loss=F.mse_loss,
                         target=lambda x: self.features(teacher, x), trainable=body_parameters, mix=mix)
             fit(inp, task, desc=self.name, cfg=cfg)
@@ -78,33 +86,89 @@ class MiR(Method):
             # stage its shape; one asked for explicitly is an error there
             names = shared_stages(teacher, student, inp.data_config, required="stages" in inp.options) \
                 if o["stages"] else []
-            with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps:
-                task = Task(student, forward=lambda m, x: self._outputs(m, x, o["kd"] > 0, s_taps),
+            pairs = shared_attention(teacher, student) if o["relations"] else {}
+            qkv = [f"{n}.qkv" for n in pairs]
+            o["relation_heads"] = list(pairs.values())
+            with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps, \
+                    _taps(teacher, qkv) as t_qkv, _taps(student, qkv) as s_qkv:
+                task = Task(student, forward=lambda m, x: self._outputs(m, x, o, s_taps, s_qkv),
                             loss=lambda out, tgt: self._loss(out, tgt, o), trainable=body_parameters, mix=mix,
-                            target=lambda x: self._outputs(teacher, x, o["kd"] > 0, t_taps))
+                            target=lambda x: self._outputs(teacher, x, o, t_taps, t_qkv))
                 fit(inp, task, desc=self.name, cfg=cfg)
         copy_head(student, teacher)
         return student.eval()
 
-    def _outputs(self, model: nn.Module, x: torch.Tensor, logits: bool, taps: list) -> tuple[torch.Tensor, ...]:
-        """(mimicked features, [logits], earlier stage outputs...) of one forward pass."""
+    def _outputs(self, model: nn.Module, x: torch.Tensor, o: dict, taps: list, qkv: list
+                 ) -> tuple[torch.Tensor, ...]:
+        """(mimicked features, [pooled features], [logits], earlier stage outputs..., q/k/v
+        projections...) of one forward pass."""
         taps.clear()
+        qkv.clear()
         f = model.forward_features(x)
         out = [model.forward_head(f, pre_logits=True) if self.post_pool else f]
-        if logits:
+        if o["pooled"] > 0:
+            out.append(model.forward_head(f, pre_logits=True))
+        if o["kd"] > 0:
             out.append(model.forward_head(f))
-        return tuple(out + taps)
+        return tuple(out + taps + qkv)
 
     @staticmethod
     def _loss(out: tuple[torch.Tensor, ...], target: tuple[torch.Tensor, ...], o: dict) -> torch.Tensor:
-        loss = F.mse_loss(out[0], target[0])
+        norm = per_position if o["normalize"] == "position" else (lambda f: f)
+        loss = F.mse_loss(norm(out[0]), norm(target[0]))
         rest = 1
+        if o["pooled"] > 0:
+            loss = loss + o["pooled"] * F.mse_loss(out[rest], target[rest])
+            rest += 1
         if o["kd"] > 0:
-            loss = loss + o["kd"] * kd_loss(out[1], target[1], o["temperature"])
-            rest = 2
-        for s, t in zip(out[rest:], target[rest:]):
-            loss = loss + o["stages"] * F.mse_loss(s, t)
+            loss = loss + o["kd"] * kd_loss(out[rest], target[rest], o["temperature"])
+            rest += 1
+        heads = o.get("relation_heads", [])
+        end = len(out) - len(heads)
+        for s, t in zip(out[rest:end], target[rest:end]):
+            loss = loss + o["stages"] * F.mse_loss(norm(s), norm(t))
+        for s, t, h in zip(out[end:], target[end:], heads):
+            loss = loss + o["relations"] * relation_loss(s, t, h)
         return loss
+
+
+def shared_attention(teacher: nn.Module, student: nn.Module) -> dict[str, int]:
+    """The attention modules both models keep (by name), each with the number of relation heads its
+    q/k/v relations are compared in: the smaller of the two head counts."""
+    t, s = attention_modules(teacher), attention_modules(student)
+    shared = {n: min(t[n].num_heads, s[n].num_heads) for n in t if n in s}
+    if not shared:
+        raise MimirError("option relations: teacher and student keep no attention module in common",
+                         "drop the relations option (it needs a transformer that keeps some attention)")
+    return shared
+
+
+def relation_loss(student_qkv: torch.Tensor, teacher_qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """MiniLM-v2's self-attention relation distillation (Wang et al., 2021): from the fused q/k/v
+    projections (B, N, 3 D) of one attention, split into ``heads`` relation heads whatever each
+    model's own head count, the KL divergence between the teacher's and the student's query-query,
+    key-key and value-value relations softmax(A A^T / sqrt(d)), averaged over the three."""
+    total = 0.0
+    for s, t in zip(student_qkv.chunk(3, dim=-1), teacher_qkv.chunk(3, dim=-1)):
+        log_s, log_t = (_relations(a, heads) for a in (s, t))
+        total = total + F.kl_div(log_s, log_t, log_target=True, reduction="none").sum(-1).mean()
+    return total / 3
+
+
+def _relations(a: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, d = a.shape
+    a = a.reshape(b, n, heads, d // heads).transpose(1, 2)
+    return F.log_softmax(a @ a.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
+
+
+def per_position(f: torch.Tensor) -> torch.Tensor:
+    """``f`` with the feature vector at each position standardised (zero mean, unit variance over
+    the channels): a (B, C, H, W) map over C, a (B, N, C) token map over C, pooled (B, C) over C.
+    Matching these weighs every position (token) alike, however large its activations."""
+    dim = 1 if f.ndim == 4 else -1
+    mean = f.mean(dim, keepdim=True)
+    var = f.var(dim, keepdim=True, unbiased=False)
+    return (f - mean) * torch.rsqrt(var + 1e-5)
 
 
 @register_method

@@ -447,6 +447,8 @@ def _run_methods(args) -> int:
             print(f"{'':<27}options: " + ", ".join(
                 f"{k}={v}" + (f" ({'|'.join(m.choices[k])})" if k in m.choices else "") +
                 (f" in {m.ranges[k]}" if k in m.ranges else "") for k, v in m.options.items()))
+        for family, changes in m.family_options.items():
+            print(f"{'':<27}for a {family} teacher: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return 0
 
 

@@ -174,6 +174,8 @@ def train_student(run: Run) -> None:
     given = run.few if run.method.needs_labels else run.unlabeled
     started = time.perf_counter()
     inp = run.method_input(run.student, given)
+    if dist.is_main():   # every option in effect: the given ones over the defaults for this teacher's family
+        run.summary["method_options"] = run.method.settings(inp)
     run.model = run.method(inp)
     if inp.logs and dist.is_main():
         run.summary["training"] = inp.logs[-1].to_dict()

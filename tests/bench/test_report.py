@@ -125,6 +125,18 @@ def test_ablation_sets_each_ingredient_against_plain_mir_with_the_same_recipe():
     assert ablation(aggregate([_variant("kd", 1, 80.0)])) == []
 
 
+def test_a_variant_is_named_by_the_options_its_cells_recorded():
+    """A cell that records every option in effect (a family's defaults, or defaults since changed)
+    is named by those, not by the method's present class defaults."""
+    from mimir.bench.report import ablation
+    from mimir.methods import get_method
+
+    lines = [_variant("mir", 1, 80.0), _variant("mir-plus", 1, 85.0)]
+    lines[1]["summary"]["method_options"] = {**get_method("mir").options, "optimizer": "adamw", "warmup": 0.05}
+    plus = ablation(aggregate(lines))[-1]
+    assert "| mir-plus (optimizer=adamw, warmup=0.05) | 85.00 +- 0.00 |" in plus
+
+
 def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
     from mimir.bench.report import plot_names, time_table
 

@@ -165,3 +165,30 @@ def test_compile_warm_up_leaves_no_trace(teacher20):
     _warm_up(_Objective(student, lambda m, x: m.forward_features(x)), student, torch.randn(4, 1, 28, 28), Runtime())
     _assert_identical(before, student.state_dict())
     assert all(p.grad is None for p in student.parameters())
+
+
+def test_parameter_groups_get_their_own_scaled_learning_rate(teacher20, monkeypatch):
+    """``trainable`` may give groups with an ``lr_scale``: each group's rate is the run's times its
+    scale, at every step of the schedule; a group at scale 0 does not move."""
+    import mimir.engine.loop as loop
+
+    teacher, _ = teacher20
+    student, _ = prune(teacher, "channels:0.5", torch.zeros(1, 1, 28, 28))
+    body = body_parameters(student)
+    first, rest = body[:3], body[3:]
+    before = [p.detach().clone() for p in body]
+    seen = []
+    step = loop._step
+
+    def recording(objective, task, state, *args):
+        seen.append([g["lr"] for g in state.optimizer.param_groups])
+        step(objective, task, state, *args)
+
+    monkeypatch.setattr(loop, "_step", recording)
+    task = _mir_task(teacher, student)
+    task.trainable = lambda m: [{"params": first, "lr_scale": 0.0}, {"params": rest, "lr_scale": 0.5}]
+    cfg = TrainConfig(iterations=10, batch_size=8, milestones=(0.5,))
+    train(task, _images(), None, FASHION_MNIST, cfg, progress=False)
+    assert seen[0] == [0.0, 0.01] and seen[-1] == [0.0, pytest.approx(0.001)]
+    assert all(torch.equal(a, p) for a, p in zip(before[:3], first))
+    assert not any(torch.equal(a, p) for a, p in zip(before[3:], rest))

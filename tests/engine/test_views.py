@@ -65,3 +65,10 @@ def test_cache_is_used_only_when_it_saves_teacher_passes():
     assert TargetCache.worthwhile(views, lookups=2000 * 50, bytes_per_target=64 * 49 * 4, budget_bytes=2 << 30)
     assert not TargetCache.worthwhile(views, lookups=entries - 1, bytes_per_target=4, budget_bytes=2 << 30)
     assert not TargetCache.worthwhile(views, lookups=10 ** 9, bytes_per_target=10 ** 6, budget_bytes=2 << 30)
+
+
+def test_more_views_per_step_repeat_each_sample_of_the_batch():
+    one, two = BatchSchedule(10, 4, seed=3), BatchSchedule(10, 4, seed=3, views=2)
+    assert two.size == 8 and two.per_pass == one.per_pass == 2
+    for step in range(5):
+        assert torch.equal(two.indices(step), one.indices(step).repeat(2))

@@ -181,7 +181,9 @@ def test_mir_is_the_published_method_step_for_step(teacher20, fmnist_train):
 
 
 @pytest.mark.parametrize("options", [{"mix": "cutmix"}, {"augment": "trivialaugment", "schedule": "cosine"},
-                                     {"kd": 1.0}, {"stages": 1.0}, {"mix": "salient", "kd": 0.5, "stages": 0.5}])
+                                     {"kd": 1.0}, {"stages": 1.0}, {"mix": "salient", "kd": 0.5, "stages": 0.5},
+                                     {"pooled": 1.0, "normalize": "position"},
+                                     {"optimizer": "adamw", "warmup": 0.1, "ema": 0.9, "views": 2}])
 @pytest.mark.slow
 def test_every_option_trains_and_changes_the_run(teacher20, fmnist_train, test_subset, options):
     teacher, config = teacher20
@@ -220,7 +222,10 @@ def test_stages_are_the_earlier_stages_both_models_share(teacher20):
                                            ({"kd": "lots"}, "not a number"),
                                            ({"temperature": 0}, r"temperature=0 .* outside \(0, inf\)"),
                                            ({"mix_prob": "1.5"}, r"mix_prob=1.5 .* outside \(0, 1\]"),
-                                           ({"stages": -1}, r"outside \[0, inf\)")])
+                                           ({"stages": -1}, r"outside \[0, inf\)"),
+                                           ({"optimizer": "adam"}, "optimizer='adam'.*sgd, adamw"),
+                                           ({"ema": 1}, r"ema=1 .* outside \[0, 1\)"),
+                                           ({"views": 0}, r"views=0 .* outside \[1, inf\)")])
 def test_bad_options_are_refused_when_the_recipe_is_made(options, match):
     from mimir.recipe import Recipe
 

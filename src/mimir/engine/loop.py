@@ -64,6 +64,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (the MiR protocol) or "adamw" (training a ViT teacher from scratch)
     warmup: float = 0.0     # fraction of the iterations with a linear learning-rate warm-up
     ema: float = 0.0        # > 0: the result is an exponential moving average of the weights, this decay
+    views: int = 1          # views of each sample in a batch (a batch of views x min(batch_size, samples))
     augment: bool = True
     policy: str = "none"    # augmentation policy after crop and flip: none, randaugment, trivialaugment
     log_every: int = 20                 # steps between reads of the loss (progress bar, non-finite check)
@@ -87,7 +88,8 @@ class Task:
     tensors); ``loss(output, target)`` compares it with ``target(x)`` - the teacher's output on the
     same view, computed under ``no_grad`` and cached when the views are finite - or, when ``target``
     is None, with the labels. ``trainable(module)`` names the parameters the optimiser updates
-    (default: all); every other parameter is frozen for the run, so it gets no gradient.
+    (default: all), or gives them as groups (``{"params": [...], "lr_scale": s}``: a group's
+    learning rate is scaled by ``s``); every other parameter is frozen for the run, so it gets no gradient.
     ``train_mode`` False keeps the module in eval mode (BatchNorm statistics frozen). ``mix(x,
     step)`` transforms each whole batch before module and target see it (see
     :mod:`mimir.engine.mixing`)."""
@@ -96,7 +98,7 @@ class Task:
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     target: Callable[[torch.Tensor], torch.Tensor] | None = None
-    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None
+    trainable: Callable[[nn.Module], list[nn.Parameter] | list[dict]] | None = None
     train_mode: bool = True
     mix: Callable[[torch.Tensor, int], torch.Tensor] | None = None
 
@@ -201,8 +203,18 @@ def _catch_interrupt(enabled: bool):
         signal.signal(signal.SIGINT, previous)
 
 
-def _optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+def _param_groups(chosen: list) -> list[dict]:
+    """``Task.trainable``'s answer as optimiser groups: a list of parameters is one group; a list
+    of groups (dicts with ``params`` and an optional ``lr_scale``) is taken as it is."""
+    chosen = list(chosen)
+    if chosen and isinstance(chosen[0], dict):
+        return [{"params": list(g["params"]), "lr_scale": float(g.get("lr_scale", 1.0))} for g in chosen]
+    return [{"params": chosen, "lr_scale": 1.0}]
+
+
+def _optimizer(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() for g in groups for p in g["params"])
+    params = [{"params": g["params"], "lr": cfg.learning_rate * g["lr_scale"]} for g in groups]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
     return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -366,14 +378,15 @@ def _run(task: Task, module: nn.Module, images: torch.Tensor, labels: torch.Tens
          cfg: TrainConfig, seed: int, runtime: Runtime, progress: bool, desc: str,
          checkpoint: Checkpointing | None) -> TrainLog:
     device = runtime.device
-    params = list(task.trainable(module) if task.trainable is not None else module.parameters())
-    schedule = BatchSchedule(len(images), cfg.batch_size, seed)
+    groups = _param_groups(task.trainable(module) if task.trainable is not None else module.parameters())
+    params = [p for g in groups for p in g["params"]]
+    schedule = BatchSchedule(len(images), cfg.batch_size, seed, cfg.views)
     local = dist.shard(schedule.size)
     loss_scale = (local.stop - local.start) * dist.world_size() / schedule.size   # 1 unless shards are uneven
 
     with frozen_except(module, params), _catch_interrupt(checkpoint is not None) as interrupted:
         objective = _objective(module, task, runtime)
-        optimizer = _optimizer(params, cfg, device)
+        optimizer = _optimizer(groups, cfg, device)
         state = _State(module, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it)),
                        runtime.scaler(), torch.zeros(cfg.iterations, device=device), averaged(module, cfg.ema))
         if checkpoint is not None and checkpoint.resume:

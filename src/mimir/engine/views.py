@@ -45,19 +45,23 @@ def _generator(*parts: int) -> torch.Generator:
 class BatchSchedule:
     """The sample indices of every step: each pass over the N samples is a fresh permutation
     (seeded by the pass number), cut into batches of ``min(batch_size, N)``; a last partial batch
-    is dropped, so every step has the same size."""
+    is dropped, so every step has the same size. ``views`` > 1 puts each sample of a batch that
+    many times into it (each copy gets its own view): more views per step, a batch of
+    ``views * min(batch_size, N)``."""
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int) -> None:
-        self.n, self.seed = num_samples, seed
-        self.size = min(batch_size, num_samples)
-        self.per_pass = num_samples // self.size
+    def __init__(self, num_samples: int, batch_size: int, seed: int, views: int = 1) -> None:
+        self.n, self.seed, self.views = num_samples, seed, views
+        self.samples = min(batch_size, num_samples)
+        self.size = self.samples * views
+        self.per_pass = num_samples // self.samples
         self._pass, self._order = -1, torch.empty(0, dtype=torch.long)
 
     def indices(self, step: int) -> torch.Tensor:
         p, k = divmod(step, self.per_pass)
         if p != self._pass:
             self._pass, self._order = p, torch.randperm(self.n, generator=_generator(self.seed, 1, p))
-        return self._order[k * self.size:(k + 1) * self.size]
+        batch = self._order[k * self.samples:(k + 1) * self.samples]
+        return batch.repeat(self.views) if self.views > 1 else batch
 
 
 class CropFlipViews:

@@ -19,6 +19,7 @@ from mimir.core import DataConfig
 from mimir.data.datasets import LabeledImages, UnlabeledImages
 from mimir.engine import Checkpointing, Runtime, Task, TrainConfig, TrainLog, train
 from mimir.errors import MimirError
+from mimir.models.anatomy import model_family
 
 
 @dataclass
@@ -52,6 +53,9 @@ class Method:
     iterative: ClassVar[bool] = True
     selects_blocks: ClassVar[bool] = False  # chooses the blocks to drop itself (--prune blocks:auto:K)
     options: ClassVar[dict[str, float | int | str]] = {}
+    #: defaults that differ by model family, over ``options``: ``{"transformer": {...}}`` applies to
+    #: a teacher with multi-head attention (see :func:`~mimir.models.anatomy.model_family`)
+    family_options: ClassVar[dict[str, dict[str, float | int | str]]] = {}
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     ranges: ClassVar[dict[str, str]] = {}
     #: options that make a run as short as it can be, for tests and dry-run grids (a layer-wise
@@ -73,9 +77,17 @@ class Method:
         """Lines the method adds to the text summary of a run, before the table (e.g. a ranking)."""
         return []
 
+    def defaults(self, teacher: nn.Module | None = None) -> dict[str, float | int | str]:
+        """Every option's default for ``teacher``: ``options`` with its family's changes."""
+        family = self.family_options.get(model_family(teacher), {}) if teacher is not None else {}
+        return {**self.options, **family}
+
+    def settings(self, inp: MethodInput) -> dict[str, float | int | str]:
+        """Every option's value in the run ``inp``: the given ones over the teacher's defaults."""
+        return {key: type(default)(inp.options.get(key, default)) for key, default in self.defaults(inp.teacher).items()}
+
     def option(self, inp: MethodInput, key: str) -> float | int | str:
-        default = self.options[key]
-        return type(default)(inp.options.get(key, default))
+        return self.settings(inp)[key]
 
     def __call__(self, inp: MethodInput) -> nn.Module:
         if not self.needs_labels and not isinstance(inp.samples, UnlabeledImages):

@@ -17,6 +17,14 @@ Options (``--option KEY=VALUE``; ``mir``'s defaults are the published method, un
 - ``kd``: weight of a logit-distillation term (T = ``temperature``) through the head both share
   (the student's is a frozen copy of the teacher's).
 - ``stages``: weight of an MSE term on each earlier stage's output (shapes shared by both).
+- ``pooled``: weight of an MSE term on the globally pooled features as well (a ViT's class token).
+- ``normalize``: ``position`` compares the maps with each position's feature vector standardised.
+- ``relations``: weight of MiniLM-v2's q/k/v self-attention relations of every attention both keep.
+- ``optimizer``: ``sgd`` (the protocol) or ``adamw`` (its own default learning rate unless ``--lr``),
+  ``warmup``: fraction of the run with a linear learning-rate warm-up.
+- ``ema``: the result is a moving average of the student's weights with this decay (warmed up).
+- ``views``: each sample this many times per batch, each time in its own view.
+- ``layer_decay``: layer-wise learning-rate decay, x ``layer_decay`` per residual block from the output.
 
 ``mir-plus`` is MiR with the options that measurably helped as its defaults (the ablation in
 docs/beyond-mir/RESULTS.md).
@@ -40,7 +48,7 @@ from mimir.engine.mixing import MIXES, Mixer, pre_pool_energy
 from mimir.errors import MimirError
 from mimir.methods._base import Method, MethodInput, copy_head, fit, register_method
 from mimir.methods.kd import kd_loss
-from mimir.models.anatomy import attention_modules, body_parameters, residual_blocks
+from mimir.models.anatomy import attention_modules, body_parameters, layer_groups, residual_blocks
 
 SCHEDULES = ("step", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
@@ -55,12 +63,13 @@ class MiR(Method):
     post_pool = False
     options = {"mix": "none", "mix_alpha": 1.0, "mix_prob": 1.0, "augment": "none", "schedule": "step",
                "kd": 0.0, "temperature": 4.0, "stages": 0.0, "pooled": 0.0, "normalize": "none",
-               "optimizer": "sgd", "warmup": 0.0, "ema": 0.0, "relations": 0.0}
+               "optimizer": "sgd", "warmup": 0.0, "ema": 0.0, "relations": 0.0, "views": 1,
+               "layer_decay": 1.0}
     choices = {"mix": MIXES, "augment": POLICIES, "schedule": SCHEDULES, "normalize": NORMALIZE,
                "optimizer": OPTIMIZERS}
     ranges = {"mix_alpha": "(0, inf)", "mix_prob": "(0, 1]", "kd": "[0, inf)", "temperature": "(0, inf)",
               "stages": "[0, inf)", "pooled": "[0, inf)", "warmup": "[0, 1)", "ema": "[0, 1)",
-              "relations": "[0, inf)"}
+              "relations": "[0, inf)", "views": "[1, inf)", "layer_decay": "(0, 1]"}
     ablation_base = "mir"   # mir with options is an ablation of plain mir
 
     def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +78,10 @@ class MiR(Method):
 
     def run(self, inp: MethodInput) -> nn.Module:
         teacher, student = inp.teacher.eval(), inp.student
-        o = {key: self.option(inp, key) for key in self.options}
+        o = self.settings(inp)
         cfg = inp.train.with_(policy=o["augment"], schedule=o["schedule"], optimizer=o["optimizer"],
-                              warmup=o["warmup"], ema=o["ema"])
+                              warmup=o["warmup"], ema=o["ema"], views=o["views"])
+        trainable = body_parameters if o["layer_decay"] == 1 else lambda m: layer_groups(m, o["layer_decay"])
         mix = None
         if o["mix"] != "none":
             saliency = pre_pool_energy(teacher) if o["mix"] == "salient" else None
@@ -79,7 +89,7 @@ class MiR(Method):
         if not (o["kd"] or o["stages"] or o["pooled"] or o["relations"]) and o["normalize"] == "none":
             # the published method: one MSE on one map
             task = Task(student, forward=self.features, loss=F.mse_loss,
-                        target=lambda x: self.features(teacher, x), trainable=body_parameters, mix=mix)
+                        target=lambda x: self.features(teacher, x), trainable=trainable, mix=mix)
             fit(inp, task, desc=self.name, cfg=cfg)
         else:
             # a default (mir-plus) stage term is dropped with a warning where the pruning leaves no
@@ -92,7 +102,7 @@ class MiR(Method):
             with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps, \
                     _taps(teacher, qkv) as t_qkv, _taps(student, qkv) as s_qkv:
                 task = Task(student, forward=lambda m, x: self._outputs(m, x, o, s_taps, s_qkv),
-                            loss=lambda out, tgt: self._loss(out, tgt, o), trainable=body_parameters, mix=mix,
+                            loss=lambda out, tgt: self._loss(out, tgt, o), trainable=trainable, mix=mix,
                             target=lambda x: self._outputs(teacher, x, o, t_taps, t_qkv))
                 fit(inp, task, desc=self.name, cfg=cfg)
         copy_head(student, teacher)

@@ -26,6 +26,12 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
             and isinstance(getattr(m, "head_dim", None), int)}
 
 
+def model_family(model: nn.Module) -> str:
+    """``transformer`` for a model with multi-head attention, else ``convolutional``: the families
+    whose students train best with different recipes (``mir-plus``'s defaults)."""
+    return "transformer" if attention_modules(model) else "convolutional"
+
+
 def head_modules(model: nn.Module) -> set[nn.Module]:
     names = model.head_module_names() if hasattr(model, "head_module_names") else []
     return {sub for n in names for sub in model.get_submodule(n).modules()}
@@ -35,6 +41,28 @@ def body_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Every parameter outside the head (what mimicking trains)."""
     head = {id(p) for name in model.head_module_names() for p in model.get_submodule(name).parameters()}
     return [p for p in model.parameters() if id(p) not in head]
+
+
+def layer_groups(model: nn.Module, decay: float) -> list[dict]:
+    """The body's parameters as optimiser groups with a learning-rate scale that decays with depth
+    (layer-wise learning-rate decay, as in BEiT). The body is cut, in parameter order, into units:
+    each outermost residual block, and each stretch of parameters between them (the stem or patch
+    embedding, a downsampling block, the final norm); the last unit gets scale 1, the one before
+    ``decay``, the one before that ``decay ** 2``, and so on."""
+    found = residual_blocks(model)
+    blocks = [n for n in found if not any(n.startswith(o + ".") for o in found)]
+    body = {id(p) for p in body_parameters(model)}
+    units: dict[str, list[nn.Parameter]] = {}
+    last = ""
+    for name, p in model.named_parameters():
+        if id(p) not in body:
+            continue
+        block = next((b for b in blocks if name.startswith(b + ".")), None)
+        if block is not None:
+            last = block
+        units.setdefault(block if block is not None else f"after:{last}", []).append(p)
+    top = len(units) - 1
+    return [{"params": ps, "lr_scale": decay ** (top - i)} for i, ps in enumerate(units.values())]
 
 
 # ----------------------------------------------------------------------------- residual blocks

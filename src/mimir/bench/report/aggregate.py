@@ -37,6 +37,7 @@ class Row:
     untrained: bool = False   # the pruned student left as it was in every seed: the floor, not a contender
     int8_mean: float | None = None      # with quantize: the int8 student's accuracy (mean over seeds)
     teacher_int8: float | None = None   # and the int8 teacher's, calibrated on the same samples
+    method_options: dict | None = field(default=None, compare=False)   # every option in effect, where recorded
 
 
 _SHOWN = ("teacher", "prune", "samples", "method")
@@ -107,7 +108,7 @@ def _row(cell: list[dict], c: dict, setting: str) -> Row:
         statistics.mean(r["wall_seconds"] for r in cell), bool(s[0]["used_labels"]),
         int(c["iterations"]), setting, c, all(x["compressed"] == x["pruned"] for x in s),
         _mean(x["compressed_int8"]["accuracy"] for x in s if "compressed_int8" in x),
-        _mean(x["teacher_int8"]["accuracy"] for x in s if "teacher_int8" in x))
+        _mean(x["teacher_int8"]["accuracy"] for x in s if "teacher_int8" in x), s[0].get("method_options"))
 
 
 def aggregate(records: list[dict]) -> list[Row]:
@@ -169,7 +170,10 @@ def ingredients(row: Row) -> str:
     if base is None or base == row.method:
         return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     plain = get_method(base).options
-    changed = {k: v for k, v in get_method(row.method).options.items() if plain.get(k) != v}
+    # the options in effect as the cell recorded them (a family's defaults, defaults of the time);
+    # the method's present defaults for records older than that
+    effective = row.method_options if row.method_options is not None else get_method(row.method).options
+    changed = {k: v for k, v in effective.items() if plain.get(k) != v}
     return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changed, **options}.items())) + ")"
 
 

@@ -165,7 +165,7 @@ def prune_student(run: Run) -> None:
         images = normalize(center_crop(run.unlabeled.images[:64], run.config.input_size), run.config)
         images = images.to(run.runtime.device)
     run.student, run.arch = prune(run.teacher, scheme, run.example, round_to=round_to, importance=r.importance,
-                                  global_pruning=r.global_pruning, images=images)
+                                  global_pruning=r.global_pruning, images=images, head_pruning=r.head_pruning)
     run.runtime.model(run.student)
     run.pruned = copy.deepcopy(run.student) if dist.is_main() else None
 

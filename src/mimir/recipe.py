@@ -29,7 +29,7 @@ from mimir.engine.runtime import PRECISIONS
 from mimir.errors import MimirError
 from mimir.export.checkpoint import read_checkpoint
 from mimir.methods import check_options, get_method, list_methods
-from mimir.prune import IMPORTANCES, parse_scheme
+from mimir.prune import HEAD_PRUNING, IMPORTANCES, parse_scheme
 from mimir.quantize import CALIBRATIONS, QUANTIZE, RECOVERIES
 from mimir.resolve import is_own_code
 
@@ -175,6 +175,9 @@ class Recipe:
     importance: str = setting("l1", "channel ranking (Torch-Pruning): l1 (the filter's L1 norm), l2, fpgm, lamp, or "
                               "taylor (curvature of the label-free MiR loss on the samples)", "l2",
                               choices=IMPORTANCES)
+    head_pruning: str = setting("dims", "how channels:R / channels-all:R / macs:F narrow a transformer's attention: "
+                                "dims (every head keeps fewer dimensions, all heads stay) or heads (whole heads are "
+                                "dropped)", "heads", choices=HEAD_PRUNING)
     global_pruning: bool = setting(False, "rank the channels of all layers together (layers lose different "
                                    "fractions)", True, check=_flag, flag="--global", grid_key="global")
     method: str = setting("mir", "compression method; see 'mimir methods'", "kd", choices=list_methods,
@@ -290,7 +293,8 @@ class Recipe:
 
     def describe(self) -> str:
         extra = (f" round_to={self.round_to}" if self.round_to else "") + (
-            f" importance={self.importance}" if self.importance != "l1" else "") + (" global" if self.global_pruning else "")
+            f" importance={self.importance}" if self.importance != "l1" else "") + (" global" if self.global_pruning else "") + (
+            f" head_pruning={self.head_pruning}" if self.head_pruning != "dims" else "")
         data = (f" data={self.data}" if self.data != "fashion-mnist" else "") + (
             f" extra_data={self.extra_data}" if self.extra_data else "")
         options = "".join(f" {k}={v}" for k, v in self.options.items())

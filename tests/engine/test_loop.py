@@ -56,8 +56,8 @@ def test_head_gets_no_gradient_and_is_not_optimised(teacher20, monkeypatch):
     init = torch.optim.SGD.__init__
 
     def spy(self, params, *a, **k):
-        params = list(params)
-        optimised.extend(params)
+        params = list(params)   # parameter groups
+        optimised.extend(p for g in params for p in (g["params"] if isinstance(g, dict) else [g]))
         init(self, params, *a, **k)
 
     monkeypatch.setattr(torch.optim.SGD, "__init__", spy)

@@ -15,7 +15,7 @@ from PIL import Image
 from mimir.errors import MimirError
 from mimir.export import load_model, save_model
 from mimir.models import create_model
-from mimir.models.anatomy import residual_blocks
+from mimir.models.anatomy import attention_modules, residual_blocks
 from mimir.models.timm_models import TEST_SIZES, TESTED_FAMILIES
 from mimir.prune import prune
 from mimir.resolve import load_teacher
@@ -76,15 +76,49 @@ def test_dropping_a_block(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", VITS)
-def test_vit_channels_prune_mlp_hidden_and_whole_heads_not_the_embedding(name):
+@pytest.mark.parametrize("head_pruning", ["dims", "heads"])
+def test_vit_channels_prune_mlp_hidden_and_heads_not_the_embedding(name, head_pruning, tmp_path):
+    """channels:0.5 halves each MLP and each attention's q/k/v: by default every head keeps half its
+    dimensions (all heads stay), with head_pruning=heads half the heads go whole. The fused and the
+    unfused attention agree (a narrowed head's scale follows its width), and the geometry survives
+    a saved file."""
     teacher = _model(name)
-    student, _ = prune(teacher, "channels:0.5", _x(teacher)[:1])
+    x = _x(teacher)
+    student, arch = prune(teacher, "channels:0.5", x[:1], head_pruning=head_pruning)
     t_block, s_block = teacher.model.blocks[0], student.model.blocks[0]
+    t_attn, s_attn = t_block.attn, s_block.attn
     assert s_block.mlp.fc1.out_features == t_block.mlp.fc1.out_features // 2
-    assert s_block.attn.num_heads == t_block.attn.num_heads - -(-t_block.attn.num_heads // 2)   # ceil(R * heads) go
-    assert s_block.attn.head_dim == t_block.attn.head_dim
-    assert s_block.attn.qkv.out_features == 3 * s_block.attn.num_heads * s_block.attn.head_dim
+    if head_pruning == "dims":
+        assert (s_attn.num_heads, s_attn.head_dim) == (t_attn.num_heads, t_attn.head_dim // 2)
+        assert s_attn.scale == pytest.approx(s_attn.head_dim ** -0.5)
+    else:
+        assert s_attn.num_heads == t_attn.num_heads - -(-t_attn.num_heads // 2)   # ceil(R * heads) go
+        assert s_attn.head_dim == t_attn.head_dim and s_attn.scale == t_attn.scale
+    assert s_attn.qkv.out_features == 3 * s_attn.num_heads * s_attn.head_dim
     assert student.model.patch_embed.proj.out_channels == teacher.model.patch_embed.proj.out_channels
+    assert arch["attention"]["model.blocks.0.attn"] == [s_attn.num_heads, s_attn.head_dim]
+    student.eval()
+    with torch.no_grad():
+        fused = student(x)
+        for m in attention_modules(student).values():
+            m.fused_attn = False
+        assert torch.allclose(student(x), fused, atol=1e-4, rtol=1e-4)
+        path = save_model(tmp_path / "s.safetensors", student, teacher.default_data_config())
+        loaded = load_model(path)[0]
+        assert loaded.model.blocks[0].attn.head_dim == s_attn.head_dim
+        assert torch.allclose(loaded(x), fused, atol=1e-4, rtol=1e-4)
+
+
+def test_a_file_from_before_head_geometry_was_recorded_loads_with_whole_heads_dropped(tmp_path):
+    teacher = _model(VITS[0])
+    x = _x(teacher)
+    student, _ = prune(teacher, "channels:0.5", x[:1], head_pruning="heads")
+    path = save_model(tmp_path / "s.pt", student, teacher.default_data_config())
+    payload = torch.load(path, weights_only=True)
+    del payload["architecture"]["attention"]
+    torch.save(payload, path)
+    with torch.no_grad():
+        assert torch.equal(load_model(path)[0](x), student.eval()(x))
 
 
 @pytest.mark.parametrize("name", VITS[:1])
@@ -156,7 +190,8 @@ def test_compress_a_timm_vit_from_the_command_line(tmp_path):
 
     student = mimir.load(out)
     assert student.data_config.input_size == 32 and student.data_config.interpolation == "bicubic"
-    assert student.model.blocks[0].attn.num_heads == 1
+    attn = student.model.blocks[0].attn
+    assert (attn.num_heads, attn.head_dim) == (3, 32)   # every head of DeiT-Tiny narrowed from 64 to 32
 
 
 def test_models_page_table_is_what_mimir_models_timm_prints():

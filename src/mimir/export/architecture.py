@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from mimir.errors import MimirError
-from mimir.models.anatomy import residual_blocks, resolve_name, sync_heads, transformer_blocks
+from mimir.models.anatomy import (
+    attention_modules,
+    residual_blocks,
+    resolve_name,
+    set_head_geometry,
+    sync_heads,
+    transformer_blocks,
+)
 
 _RECORDED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.LayerNorm, nn.GroupNorm)
 
@@ -31,14 +38,17 @@ def layer_shape(m: nn.Module) -> list[int] | None:
 
 
 def describe(model: nn.Module, dropped_blocks: list[str]) -> dict:
-    """``{"dropped_blocks": [...], "dropped_attention": [...], "layers": {name: shape}}`` for every
-    conv, BN and linear layer (``dropped_attention``, the blocks left without attention, only when
-    there is one)."""
+    """``{"dropped_blocks": [...], "dropped_attention": [...], "layers": {name: shape}, "attention":
+    {name: [heads, head width]}}`` for every conv, BN and linear layer (``dropped_attention``, the
+    blocks left without attention, only when there is one; ``attention`` only for a transformer)."""
     layers = {name: layer_shape(m) for name, m in model.named_modules() if isinstance(m, _RECORDED)}
     arch = {"dropped_blocks": list(dropped_blocks), "layers": layers, "tensors": _loose_tensors(model)}
     no_attention = [name for name, m in model.named_modules() if isinstance(m, MlpOnly)]
     if no_attention:
         arch["dropped_attention"] = no_attention
+    attention = attention_modules(model)
+    if attention:   # heads and their width: pruning may have narrowed every head instead of dropping some
+        arch["attention"] = {name: [m.num_heads, m.head_dim] for name, m in attention.items()}
     return arch
 
 
@@ -146,5 +156,14 @@ def apply_architecture(model: nn.Module, arch: dict) -> nn.Module:
         if list(tensor.shape) != list(shape):
             new = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
             setattr(owner, key, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
-    sync_heads(model)
+    geometry = arch.get("attention")
+    if geometry is None:   # a file from before head geometry was recorded: whole heads were dropped
+        sync_heads(model)
+    else:
+        attention = attention_modules(model)
+        for name, (num_heads, head_dim) in geometry.items():
+            if name not in attention:
+                raise MimirError(f"checkpoint describes an attention '{name}' the base model does not have",
+                                 "load it with the base model it was compressed from")
+            set_head_geometry(attention[name], num_heads, head_dim)
     return model

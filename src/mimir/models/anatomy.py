@@ -113,13 +113,25 @@ def transformer_blocks(model: nn.Module, blocks: list[str] | None = None) -> lis
             if all(hasattr(model.get_submodule(n), a) for a in ("attn", "norm2", "mlp"))]
 
 
-def sync_heads(model: nn.Module) -> None:
-    """After whole heads were pruned from (or restored to) q/k/v projections, set each attention's
-    head count and width from its projection's size."""
+def sync_heads(model: nn.Module, narrowed: bool = False) -> None:
+    """After pruning a q/k/v projection, tell each attention its geometry: whole heads removed (the
+    default: the head count from the projection's size), or every head ``narrowed`` (the width of a
+    head from it). A narrowed head's scale is 1/sqrt(its new width), as PyTorch's fused attention
+    computes it, so that the fused and the unfused path agree."""
     for m in attention_modules(model).values():
-        m.num_heads = m.qkv.out_features // (3 * m.head_dim)
-        if hasattr(m, "attn_dim"):
-            m.attn_dim = m.num_heads * m.head_dim
+        if narrowed:
+            set_head_geometry(m, m.num_heads, m.qkv.out_features // (3 * m.num_heads))
+        else:
+            set_head_geometry(m, m.qkv.out_features // (3 * m.head_dim), m.head_dim)
+
+
+def set_head_geometry(attention: nn.Module, num_heads: int, head_dim: int) -> None:
+    changed = head_dim != attention.head_dim
+    attention.num_heads, attention.head_dim = num_heads, head_dim
+    if hasattr(attention, "attn_dim"):
+        attention.attn_dim = num_heads * head_dim
+    if changed and hasattr(attention, "scale"):
+        attention.scale = head_dim ** -0.5
 
 
 def resolve_name(model: nn.Module, name: str, allowed: list[str], what: str, example: str) -> str:

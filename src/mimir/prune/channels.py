@@ -38,6 +38,10 @@ def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> i
     return rounded(max(1, int(channels * (1 - ratio))), channels, round_to)
 
 
+#: how channels:R narrows an attention: every head fewer dimensions, or fewer whole heads
+HEAD_PRUNING = ("dims", "heads")
+
+
 class _Pruner(tp.pruner.BasePruner):
     """Torch-Pruning's pruner with mimir's rounding (:func:`mimir.prune.rounding.rounded`, never 0)."""
 
@@ -120,14 +124,19 @@ def _size(module: nn.Module, out: bool) -> int:
 
 def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, scope: str = "inner",
                    round_to: int | None = None, importance_name: str = "l1", global_pruning: bool = False,
-                   layer_ratios: dict[str, float] | None = None, images: torch.Tensor | None = None) -> dict:
+                   layer_ratios: dict[str, float] | None = None, images: torch.Tensor | None = None,
+                   head_pruning: str = "dims") -> dict:
     """Prune ``model`` in place (see the module docstring). ``layer_ratios`` maps module names
     (``layer1``, ``blocks.3``) to their own ratio; with it, layers it does not name are kept.
     ``images``: a normalised batch of the few samples, for a criterion that scores on data (taylor).
+    ``head_pruning``: how an attention loses q/k/v channels - ``dims``, every head keeps fewer
+    dimensions (all heads stay), or ``heads``, whole heads are dropped.
 
     Returns ``{"out": {layer: kept teacher channels}, "in": {layer: kept teacher input channels}}``
     for every conv / BN / linear layer that lost channels (what FSKD and CD compare against).
     """
+    if head_pruning not in HEAD_PRUNING:
+        raise MimirError(f"unknown head pruning '{head_pruning}'", f"choose one of {', '.join(HEAD_PRUNING)}")
     if not (0.0 < ratio < 1.0 or layer_ratios):
         raise MimirError(f"prune ratio {ratio} is outside (0, 1)", "use e.g. --prune channels:0.5")
     graph = dependency_graph(model, example_input)
@@ -148,8 +157,9 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
         warnings.filterwarnings("ignore", message="Unwrapped parameters")
         pruner = _Pruner(trace_target(model), example_input, importance=criterion.make(), global_pruning=global_pruning,
                          pruning_ratio=0.0 if layer_ratios else ratio, pruning_ratio_dict=ratios or None,
-                         ignored_layers=ignored, round_to=round_to, num_heads=heads, prune_num_heads=True,
-                         prune_head_dims=False, head_pruning_ratio=0.0 if layer_ratios else ratio,
+                         ignored_layers=ignored, round_to=round_to, num_heads=heads,
+                         prune_num_heads=head_pruning == "heads", prune_head_dims=head_pruning == "dims",
+                         head_pruning_ratio=0.0 if layer_ratios else ratio,
                          head_pruning_ratio_dict={m: r for m, r in ratios.items()} or None)
     names = {m: n for n, m in model.named_modules()}
     kept: dict[str, dict[str, list[int]]] = {"out": {}, "in": {}}
@@ -161,7 +171,7 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
             out = graph.is_out_channel_pruning_fn(dep.handler)
             _record(kept["out" if out else "in"], names[module], _size(module, out), list(idxs))
         group.prune()
-    sync_heads(model)   # whole heads were removed: tell each attention how many are left
+    sync_heads(model, narrowed=head_pruning == "dims")   # tell each attention its heads and their width
     model.zero_grad(set_to_none=True)
     return kept
 

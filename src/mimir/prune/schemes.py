@@ -126,13 +126,14 @@ def _prune_to_budget(teacher: nn.Module, scheme: Scheme, example: torch.Tensor, 
 
 
 def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor, round_to: int | None = None,
-          importance: str = "l1", global_pruning: bool = False, images: torch.Tensor | None = None
-          ) -> tuple[nn.Module, dict]:
+          importance: str = "l1", global_pruning: bool = False, images: torch.Tensor | None = None,
+          head_pruning: str = "dims") -> tuple[nn.Module, dict]:
     """A pruned deep copy of ``teacher`` (kept teacher weights) and its architecture description
     (plus ``arch["kept_channels"]``: the teacher channels each pruned layer kept). Channel
     schemes take ``round_to`` K (keep a multiple of K channels per layer), ``importance``
     (one of :data:`~mimir.prune.channels.IMPORTANCES`), ``global_pruning`` and ``images`` (a
-    normalised batch of the few samples, for a criterion that scores on data).
+    normalised batch of the few samples, for a criterion that scores on data) and ``head_pruning``
+    (``dims``: every attention head narrowed, ``heads``: whole heads dropped).
 
     Asserts that the student's pre-pool feature map has exactly the teacher's shape.
     """
@@ -142,7 +143,7 @@ def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor,
     if importance not in IMPORTANCES:
         raise MimirError(f"unknown importance '{importance}'", f"choose one of {', '.join(IMPORTANCES)}")
     options = {"round_to": round_to, "importance_name": importance, "global_pruning": global_pruning,
-               "images": images}
+               "images": images, "head_pruning": head_pruning}
     teacher = teacher.eval()
     dropped: list[str] = []
     kept: dict = {"out": {}, "in": {}}

@@ -26,8 +26,8 @@ Options (``--option KEY=VALUE``; ``mir``'s defaults are the published method, un
 - ``views``: each sample this many times per batch, each time in its own view.
 - ``layer_decay``: layer-wise learning-rate decay, x ``layer_decay`` per residual block from the output.
 
-``mir-plus`` is MiR with the options that measurably helped as its defaults (the ablation in
-docs/beyond-mir/RESULTS.md).
+``mir-plus`` is MiR with the options that measurably helped as its defaults, chosen by the
+teacher's family (docs/BEYOND-MIR.md).
 """
 
 from __future__ import annotations

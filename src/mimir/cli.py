@@ -14,7 +14,7 @@ import timm
 from mimir import api
 from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
 from mimir.bench.report import update_readme
-from mimir.bench.runner import finished_keys
+from mimir.bench.store import finished_keys
 from mimir.engine import TrainingInterrupted
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods

@@ -22,7 +22,7 @@ from mimir.bench.report.aggregate import (
 )
 from mimir.bench.report.plots import plot, plot_names
 from mimir.bench.report.synthetic import plot_synthetic, synthetic_sets
-from mimir.bench.runner import read_results
+from mimir.bench.store import read_results
 from mimir.methods import get_method
 
 

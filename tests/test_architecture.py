@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = SRC / "mimir"
 #: modules that may be imported inside a function: what a platform or a PyTorch build may lack
-OPTIONAL = {"fcntl", "torch.distributed.nn.functional", "openvino"}
+OPTIONAL = {"fcntl", "torch.distributed.nn.functional", "openvino", "submitit"}
 #: the floors that must never name a method (a method says what is its own)
 GENERIC = ("mimir.api", "mimir.pipeline", "mimir.cli", "mimir.bench", "mimir.engine", "mimir.evaluate",
            "mimir.prune", "mimir.export", "mimir.resolve")

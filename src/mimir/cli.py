@@ -13,6 +13,7 @@ import timm
 
 from mimir import api
 from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
+from mimir.bench.executors import EXECUTORS, Resources, cell_states, log_folder, require, submit
 from mimir.bench.report import update_readme
 from mimir.bench.store import finished_keys
 from mimir.engine import TrainingInterrupted
@@ -354,7 +355,36 @@ def _add_bench(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--dry-run", metavar="FOLDER",
                    help="check the grid on FOLDER (ImageNet-style) with random weights, 1 iteration, 4 images")
-    p.add_argument("--list", action="store_true", help="only list the cells and which are finished")
+    p.add_argument("--list", action="store_true", help="only list the cells and which are finished (with "
+                   "--executor slurm: the cells that would be submitted and their sbatch parameters, submitting nothing)")
+    p.add_argument("--status", action="store_true", help="what each cell is doing: done, queued, running (its job), "
+                   "failed (the reason and the log), and the grid's totals")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: a process pool here (--workers); slurm: the unfinished cells as one Slurm job array "
+                        "through submitit (pip install 'mimir[cluster]'); submitit-local: the same jobs as processes "
+                        "of this machine (default: local)")
+    for flag, kind, text in (("--partition", str, "Slurm partition"), ("--time", int, "minutes per cell"),
+                             ("--cpus-per-cell", int, "CPUs per cell"),
+                             ("--gpus-per-cell", int, "GPUs per cell (a cell then runs on its GPU)"),
+                             ("--mem", str, "memory per cell, e.g. 16G"),
+                             ("--array-parallelism", int, "cells running at once")):
+        p.add_argument(flag, type=kind, help=f"with --executor slurm / submitit-local: {text} (default: the grid "
+                                             "file's slurm: section)")
+    p.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch parameter for each cell's job, e.g. qos=high (repeatable)")
+
+
+def _resources(args, config) -> Resources:
+    sbatch = {}
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MimirError(f"--sbatch {item!r} is not KEY=VALUE", "pass e.g. --sbatch qos=high")
+        sbatch[key] = value
+    resources = Resources.from_mapping(config.resources, f"{config.source or config.name}: slurm")
+    return resources.with_(partition=args.partition, time=args.time, cpus=args.cpus_per_cell, gpus=args.gpus_per_cell,
+                           mem=args.mem, array_parallelism=args.array_parallelism,
+                           sbatch={**resources.sbatch, **sbatch} if sbatch else None)
 
 
 def _run_bench(args) -> int:
@@ -364,14 +394,57 @@ def _run_bench(args) -> int:
     if args.dry_run:
         config = dry_run_config(config, args.dry_run, args.dry_run)
     results = args.results or f"benchmarks/results/{config.name}.jsonl"
+    resources = _resources(args, config)
+    if args.status or (args.list and args.executor != "local"):
+        states = cell_states(config.cells, results)
+        for cell in config.cells:
+            st = states[cell.key]
+            print(f"{st.state:<13} {cell.key}  {cell.describe()}" + (f": {st.detail}" if st.detail else "") +
+                  (f" (log {st.log})" if st.state == "failed" and st.log else ""))
+        counts = {}
+        for st in states.values():
+            counts[st.state] = counts.get(st.state, 0) + 1
+        print(f"{len(config.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        if args.list:
+            todo = [c for c in config.cells if states[c.key].state in ("failed", "not submitted")]
+            print(f"--executor {args.executor} would submit {len(todo)} cells as one job array, logs in "
+                  f"{log_folder(results)}, each with:")
+            print("\n".join(resources.sbatch_lines(max(1, len(todo)))))
+        return 0
     if args.list:
         done = finished_keys(results)
         for cell in config.cells:
             print(f"{'done ' if cell.key in done else 'to do'}  {cell.key}  {cell.describe()}")
         return 0
+    if args.executor != "local":
+        return _submit_bench(args, config, results, resources)
     records = run_bench(config, results, workers=args.workers, random_weights=bool(args.dry_run))
     failed = [r for r in records if r["status"] != "ok"]
     print(f"{len(records) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
+    return 1 if failed else 0
+
+
+def _submit_bench(args, config, results: str, resources: Resources) -> int:
+    """Submit the cells neither finished nor waiting; failed ones are named first, with their logs."""
+    require(args.executor)
+    states = cell_states(config.cells, results)
+    for cell in config.cells:
+        if states[cell.key].state == "failed":
+            st = states[cell.key]
+            print(f"failed before, submitted again: {cell.describe()}: {st.detail}" + (f" (log {st.log})" if st.log else ""))
+    todo = [c for c in config.cells if states[c.key].state in ("failed", "not submitted")]
+    waiting = sum(st.state in ("queued", "running") for st in states.values())
+    print(f"bench {config.name}: {len(config.cells)} cells, {len(todo)} to submit with --executor {args.executor}, "
+          f"{waiting} queued or running")
+    jobs = submit(todo, results, config.name, args.executor, resources)
+    if args.executor == "slurm":
+        if jobs:
+            print(f"submitted job array {str(jobs[0].job_id).split('_')[0]} ({len(jobs)} cells), logs in "
+                  f"{log_folder(results)}; follow it with: mimir bench {args.config} --status")
+        return 0
+    records = {r["key"]: r for r in read_results(results) if r["key"] in {c.key for c in todo}}
+    failed = [c for c in todo if records.get(c.key, {}).get("status") != "ok"]
+    print(f"{len(todo) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
     return 1 if failed else 0
 
 

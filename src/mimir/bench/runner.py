@@ -77,6 +77,12 @@ def run_and_store(cell: Recipe, results: str | Path, bench: str = "", random_wei
     return write_record(results, run_cell(cell, bench, random_weights))
 
 
+def run_cell_job(cell: Recipe, results: str, bench: str, threads: int) -> dict:
+    """A submitit job's cell: ``threads`` torch threads (the job's CPUs), then :func:`run_and_store`."""
+    torch.set_num_threads(threads)
+    return run_and_store(cell, results, bench)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 

@@ -14,7 +14,7 @@ import timm
 from mimir import api
 from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
 from mimir.bench.executors import EXECUTORS, Resources, cell_states, log_folder, require, submit
-from mimir.bench.report import update_readme
+from mimir.bench.report import mixed_devices, update_readme
 from mimir.bench.store import finished_keys
 from mimir.engine import TrainingInterrupted
 from mimir.errors import MimirError
@@ -464,6 +464,8 @@ def _run_report(args) -> int:
     records = read_results(args.results)
     for line in winners(aggregate(records)):
         print(line.replace("**", ""))
+    for line in mixed_devices(records):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"report written to {path}")
     if args.readme:
         name = Path(args.results).stem

@@ -168,8 +168,8 @@ def cell_states(cells: list[Recipe], results: str | Path) -> dict[str, CellState
             acc = record["summary"]["compressed"]["accuracy"]
             states[cell.key] = CellState("done", "n/a" if acc is None else f"{acc:.2f} %")
             continue
+        state, log = _job_state(job) if job is not None else ("", "")   # one query of the scheduler per cell
         if job is not None:
-            state, log = _job_state(job)
             if state in WAITING:
                 states[cell.key] = CellState(WAITING[state], f"job {job['job_id']}", log)
                 continue
@@ -178,7 +178,7 @@ def cell_states(cells: list[Recipe], results: str | Path) -> dict[str, CellState
                                              f"({state.lower()}): {_last_line(log)}", log)
                 continue
         if record is not None:
-            states[cell.key] = CellState("failed", record.get("error", "failed"), job and _job_state(job)[1] or "")
+            states[cell.key] = CellState("failed", record.get("error", "failed"), log)
         else:
             states[cell.key] = CellState("not submitted")
     return states

@@ -26,8 +26,8 @@ Options (``--option KEY=VALUE``; ``mir``'s defaults are the published method, un
 - ``views``: each sample this many times per batch, each time in its own view.
 - ``layer_decay``: layer-wise learning-rate decay, x ``layer_decay`` per residual block from the output.
 
-``mir-plus`` is MiR with the options that measurably helped as its defaults (the ablation in
-docs/beyond-mir/RESULTS.md).
+``mir-plus`` is MiR with the options that measurably helped as its defaults, chosen by the
+teacher's family (docs/BEYOND-MIR.md).
 """
 
 from __future__ import annotations
@@ -97,12 +97,11 @@ class MiR(Method):
             names = shared_stages(teacher, student, inp.data_config, required="stages" in inp.options) \
                 if o["stages"] else []
             pairs = shared_attention(teacher, student) if o["relations"] else {}
-            qkv = [f"{n}.qkv" for n in pairs]
-            o["relation_heads"] = list(pairs.values())
+            qkv, heads = [f"{n}.qkv" for n in pairs], list(pairs.values())
             with _taps(teacher, names) as t_taps, _taps(student, names) as s_taps, \
                     _taps(teacher, qkv) as t_qkv, _taps(student, qkv) as s_qkv:
                 task = Task(student, forward=lambda m, x: self._outputs(m, x, o, s_taps, s_qkv),
-                            loss=lambda out, tgt: self._loss(out, tgt, o), trainable=trainable, mix=mix,
+                            loss=lambda out, tgt: self._loss(out, tgt, o, heads), trainable=trainable, mix=mix,
                             target=lambda x: self._outputs(teacher, x, o, t_taps, t_qkv))
                 fit(inp, task, desc=self.name, cfg=cfg)
         copy_head(student, teacher)
@@ -123,7 +122,10 @@ class MiR(Method):
         return tuple(out + taps + qkv)
 
     @staticmethod
-    def _loss(out: tuple[torch.Tensor, ...], target: tuple[torch.Tensor, ...], o: dict) -> torch.Tensor:
+    def _loss(out: tuple[torch.Tensor, ...], target: tuple[torch.Tensor, ...], o: dict, heads: list[int]
+              ) -> torch.Tensor:
+        """The weighted sum of the terms ``o`` asks for; ``heads``: the relation heads of each
+        compared attention, whose q/k/v projections end ``out`` and ``target``."""
         norm = per_position if o["normalize"] == "position" else (lambda f: f)
         loss = F.mse_loss(norm(out[0]), norm(target[0]))
         rest = 1
@@ -133,7 +135,6 @@ class MiR(Method):
         if o["kd"] > 0:
             loss = loss + o["kd"] * kd_loss(out[rest], target[rest], o["temperature"])
             rest += 1
-        heads = o.get("relation_heads", [])
         end = len(out) - len(heads)
         for s, t in zip(out[rest:end], target[rest:end]):
             loss = loss + o["stages"] * F.mse_loss(norm(s), norm(t))
@@ -201,8 +202,8 @@ class MiRPlus(MiR):
     # the best combination of the ablation (ResNet-20, channels:0.75, 50 samples, 400 iterations,
     # seeds 1-3: 90.80 +- 0.06 % against mir's 88.27 +- 0.58 %); logit KD is left out (-7.6 points)
     options = {**MiR.options, "mix": "mixup", "augment": "randaugment", "stages": 1.0, "schedule": "cosine"}
-    # a Vision Transformer's student: AdamW with warm-up, RandAugment, cosine; mixing and the stage
-    # term cost it accuracy (docs/BEYOND-MIR.md)
+    # a Vision Transformer's student: AdamW with warm-up, RandAugment, cosine, without mixing or the
+    # stage term (the best of a single-seed exploration; benchmarks/beyond-mir-vit.yaml checks it)
     family_options = {"transformer": {"mix": "none", "stages": 0.0, "optimizer": "adamw", "warmup": 0.05}}
 
 

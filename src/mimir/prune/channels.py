@@ -3,7 +3,8 @@
 ``scope="inner"`` (``channels:R``) prunes the channel groups no residual addition and no head
 module ties together (see :mod:`mimir.prune.structure`): a ResNet block's inner channels, a
 bottleneck's two inner widths, an inverted-residual block's expansion, a plain VGG's every conv
-but the last, a ViT's MLP hidden width and its attention heads (whole heads). ``scope="all"``
+but the last, a ViT's MLP hidden width and its attention's q/k/v width (every head narrowed, or
+whole heads dropped: ``head_pruning``). ``scope="all"``
 (``channels-all:R``) also prunes coupled groups - the additions shrink with them - but never one
 that reaches the head. Surviving weights are the teacher's, so the head always fits unchanged.
 

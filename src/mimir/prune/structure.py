@@ -31,7 +31,7 @@ class ChannelGroup:
     writers: tuple[str, ...]    # plain conv / linear layers whose out-channels are in the group
     coupled: bool
     reaches_head: bool
-    attention: bool             # the q/k/v projection of a multi-head attention (pruned by whole heads)
+    attention: bool             # the q/k/v projection of a multi-head attention (pruned head by head)
 
 
 def is_writer(m: nn.Module) -> bool:

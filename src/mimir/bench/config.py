@@ -45,6 +45,7 @@ from pathlib import Path
 
 import yaml
 
+from mimir.cluster import Resources
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods
 from mimir.prune import parse_scheme
@@ -64,7 +65,7 @@ class BenchConfig:
     name: str
     cells: list[Recipe]
     source: str = ""
-    resources: dict = field(default_factory=dict)   # the ``slurm:`` section: what each cell's job asks for
+    resources: Resources = field(default_factory=Resources)   # the ``slurm:`` section: each cell's job
 
 
 def _fail(key: str, problem: str) -> MimirError:
@@ -236,9 +237,13 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
     name = str(raw.get("name", Path(source).stem or "bench"))
     rows = [_row(row, f"grid[{i}]", top, set(raw)) for i, row in enumerate(_grid(raw))]
     cells = [c for i, row in enumerate(rows) for c in _row_cells(row, f"grid[{i}]")]
-    resources = raw.get("slurm") or {}
-    if not isinstance(resources, dict):
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, dict):
         raise _fail("slurm", "must be a mapping of resources per cell (partition, time, cpus, gpus, mem, ...)")
+    resources = Resources.from_mapping(slurm, f"{source or name}: slurm")
+    if resources.nodes != 1:
+        raise _fail("slurm", f"a cell runs on one node (nodes: {resources.nodes}); drop nodes "
+                             "(mimir compress --executor slurm --nodes N runs one long run on several)")
     return BenchConfig(name, _ordered(_unique(cells), order), source, resources)
 
 

@@ -11,76 +11,18 @@ neither finished nor queued nor running, and ``--status`` can say what each cell
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mimir.bench.runner import run_cell_job
 from mimir.bench.store import read_results
+from mimir.cluster import Resources, make_executor
 from mimir.core import atomic_write, file_lock
-from mimir.errors import MimirError
 from mimir.recipe import Recipe
 
-EXECUTORS = ("local", "submitit-local", "slurm")
 #: submitit's job states that mean the job is still to finish
 WAITING = {"PENDING": "queued", "REQUEUED": "queued", "CONFIGURING": "queued", "RUNNING": "running",
            "COMPLETING": "running", "SUSPENDED": "queued"}
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each cell's job asks the scheduler for (from the grid file's ``slurm:`` section, then
-    the command line)."""
-
-    partition: str | None = None
-    time: int = 60                 # minutes per cell
-    cpus: int = 1                  # per cell
-    gpus: int = 0                  # per cell; a cell (device auto) then runs on the job's GPU
-    mem: str | None = None         # per cell, e.g. 16G
-    array_parallelism: int = 64    # cells running at once
-    sbatch: dict[str, str] = field(default_factory=dict)   # any other sbatch parameter
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], source: str) -> "Resources":
-        known = {f.name for f in fields(cls)}
-        for key, value in values.items():
-            if key not in known:
-                raise MimirError(f"{source}: unknown resource '{key}' (known: {', '.join(sorted(known))})",
-                                 "fix the key")
-            if key in ("time", "cpus", "gpus", "array_parallelism") and (
-                    not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "gpus" else 1)):
-                raise MimirError(f"{source}: {key} must be a {'non-negative' if key == 'gpus' else 'positive'} "
-                                 f"integer (got {value!r})", f"e.g. {key}: {1 if key != 'time' else 120}")
-        if not isinstance(values.get("sbatch", {}), dict):
-            raise MimirError(f"{source}: sbatch must be a mapping of sbatch parameters", "e.g. sbatch: {qos: high}")
-        return cls(**{**values, "sbatch": {str(k): str(v) for k, v in values.get("sbatch", {}).items()}})
-
-    def with_(self, **changes: Any) -> "Resources":
-        return Resources(**{**asdict(self), **{k: v for k, v in changes.items() if v is not None}})
-
-    def submitit_parameters(self, executor: str) -> dict[str, Any]:
-        """The parameters submitit's executor takes for these resources."""
-        common = {"timeout_min": self.time, "cpus_per_task": self.cpus, "gpus_per_node": self.gpus}
-        if executor != "slurm":
-            return common
-        slurm = {"slurm_partition": self.partition, "slurm_mem": self.mem,
-                 "slurm_array_parallelism": self.array_parallelism,
-                 "slurm_additional_parameters": dict(self.sbatch)}
-        return {**common, **{k: v for k, v in slurm.items() if v not in (None, {})}}
-
-    def sbatch_lines(self, cells: int) -> list[str]:
-        """The ``#SBATCH`` parameters the job array of ``cells`` cells gets."""
-        lines = [f"--array=0-{cells - 1}%{min(cells, self.array_parallelism)}", f"--time={self.time}",
-                 f"--cpus-per-task={self.cpus}", "--ntasks-per-node=1"]
-        if self.gpus:
-            lines.append(f"--gpus-per-node={self.gpus}")
-        if self.partition:
-            lines.append(f"--partition={self.partition}")
-        if self.mem:
-            lines.append(f"--mem={self.mem}")
-        lines += [f"--{k.replace('_', '-')}={v}" for k, v in self.sbatch.items()]
-        return [f"#SBATCH {line}" for line in lines]
 
 
 def log_folder(results: str | Path) -> Path:
@@ -99,27 +41,12 @@ def submitted(results: str | Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def require(executor: str):
-    """submitit (and for ``slurm`` Slurm's ``sbatch``), or the one-line error saying how to get them."""
-    try:
-        import submitit
-    except ImportError:
-        raise MimirError(f"--executor {executor} needs submitit, which is not installed",
-                         "pip install 'mimir[cluster]'") from None
-    if executor == "slurm" and shutil.which("sbatch") is None:
-        raise MimirError("--executor slurm: Slurm is not installed here (no 'sbatch' on the PATH)",
-                         "run on the cluster's login node, or test with --executor submitit-local")
-    return submitit
-
-
 def submit(cells: list[Recipe], results: str | Path, bench: str, executor: str, resources: Resources) -> list:
     """Submit ``cells`` as one job array; their submitit jobs (recorded in the grid's job registry).
     ``submitit-local`` runs them as processes of this machine, ``array_parallelism`` at a time,
     and returns when they have finished."""
-    submitit = require(executor)
     folder = log_folder(results)
-    ex = submitit.SlurmExecutor(folder) if executor == "slurm" else submitit.LocalExecutor(folder)
-    ex.update_parameters(**resources.submitit_parameters(executor))
+    ex = make_executor(executor, folder, resources, name=f"mimir-{bench}")
     todo = cells   # a cell's device is "auto" unless the grid says otherwise: the job's GPU where it has one
     if executor == "slurm":
         n = len(todo)

@@ -95,7 +95,7 @@ def _add_compress(sub) -> None:
     for flag, kind, text in (("--gpus", int, "GPUs per node (default 0)"),
                              ("--processes", int, "torchrun processes per node (default: --gpus, at least 1)"),
                              ("--nodes", int, "nodes (default 1; torchrun meets on the first)"),
-                             ("--cpus", int, "CPUs per node (default 1)")):
+                             ("--cpus", int, "CPUs per node (default: one per process)")):
         p.add_argument(flag, type=kind, help=f"with --executor slurm / submitit-local: {text}")
     _add_job_flags(p, "the job")
 
@@ -398,11 +398,11 @@ def _submit_compress(args, recipe: Recipe, out: str | None) -> int:
     if args.resume:
         raise MimirError(f"--resume with --executor {args.executor}: a requeued job resumes by itself",
                          "submit the same command without --resume; or resume here without --executor")
-    resources = Resources().with_(gpus=args.gpus, nodes=args.nodes, cpus=args.cpus, partition=args.partition,
-                                  time=args.time, mem=args.mem, sbatch=_sbatch_pairs(args.sbatch))
-    processes = args.processes or max(1, resources.gpus)
+    processes = args.processes if args.processes is not None else max(1, args.gpus or 0)
     if processes < 1:
         raise MimirError(f"--processes must be at least 1 (got {processes})", "pass a positive number")
+    resources = Resources().with_(gpus=args.gpus, nodes=args.nodes, cpus=args.cpus or processes, partition=args.partition,
+                                  time=args.time, mem=args.mem, sbatch=_sbatch_pairs(args.sbatch))
     run_args = [flag for flag, on in (("--json", args.json), ("--no-latency", args.no_latency),
                                       ("--trust-code", args.trust_code)) if on]
     if args.checkpoint_every:

@@ -67,6 +67,7 @@ def test_a_signal_after_the_run_finished_does_not_run_it_again(tmp_path):
     (["--executor", "submitit-local", "--out", "x.pt", "--resume"], "resumes by itself"),
     (["--executor", "submitit-local", "--out", "x.pt", "--nodes", "2"], "this machine only"),
     (["--executor", "slurm", "--out", "x.pt", "--time", "0"], "time must be a positive"),
+    (["--executor", "slurm", "--out", "x.pt", "--processes", "0"], "--processes must be at least 1"),
     (["--executor", "slurm", "--out", "x.pt", "--data", "no/such/folder"], "--data no/such/folder does not exist here"),
 ])
 def test_bad_job_requests_are_one_line(tmp_path, capsys, monkeypatch, args, message):

@@ -13,8 +13,10 @@ import timm
 
 from mimir import api
 from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
-from mimir.bench.report import update_readme
-from mimir.bench.runner import finished_keys
+from mimir.bench.executors import cell_states, log_folder, submit
+from mimir.bench.report import mixed_devices, update_readme
+from mimir.bench.store import finished_keys
+from mimir.cluster import EXECUTORS, Resources, require, submit_compress
 from mimir.engine import TrainingInterrupted
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods
@@ -87,6 +89,38 @@ def _add_compress(sub) -> None:
                    help="print the summary as one JSON object on stdout")
     p.add_argument("--no-latency", action="store_true", default=False,
                    help="skip timing teacher and student in ONNX Runtime (batch 1, one thread) at the end")
+    _add_executor(p, "a process here (default); slurm: one Slurm job running torchrun on --gpus GPUs of --nodes "
+                     "nodes, requeued and resumed on preemption (pip install 'mimir[cluster]'); submitit-local: "
+                     "the same job as a process of this machine")
+    for flag, kind, text in (("--gpus", int, "GPUs per node (default 0)"),
+                             ("--processes", int, "torchrun processes per node (default: --gpus, at least 1)"),
+                             ("--nodes", int, "nodes (default 1; torchrun meets on the first)"),
+                             ("--cpus", int, "CPUs per node (default: one per process)")):
+        p.add_argument(flag, type=kind, help=f"with --executor slurm / submitit-local: {text}")
+    _add_job_flags(p, "the job")
+
+
+def _add_executor(p, text: str) -> None:
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help=f"local: {text}")
+
+
+def _add_job_flags(p, per: str) -> None:
+    """The scheduler flags compress and bench share."""
+    for flag, kind, text in (("--partition", str, "Slurm partition"), ("--time", int, f"minutes for {per}"),
+                             ("--mem", str, f"memory for {per} (per node), e.g. 16G")):
+        p.add_argument(flag, type=kind, help=f"with --executor slurm / submitit-local: {text}")
+    p.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"any other sbatch parameter for {per}, e.g. qos=high (repeatable)")
+
+
+def _sbatch_pairs(items: list[str]) -> dict[str, str] | None:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MimirError(f"--sbatch {item!r} is not KEY=VALUE", "pass e.g. --sbatch qos=high")
+        pairs[key] = value
+    return pairs or None
 
 
 def recipe_from_args(args) -> Recipe:
@@ -139,9 +173,18 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+_JOB_FLAGS = ("gpus", "processes", "nodes", "cpus", "partition", "time", "mem", "sbatch")
+
+
 def _run_compress(args) -> int:
     recipe = recipe_from_args(args)
     out = getattr(args, "out", None)
+    if args.executor != "local":
+        return _submit_compress(args, recipe, out)
+    given = [f"--{name}" for name in _JOB_FLAGS if getattr(args, name) not in (None, [])]
+    if given:
+        raise MimirError(f"{given[0]} is for a job (--executor slurm or submitit-local)",
+                         "add --executor slurm, or drop it (on this machine: torchrun --nproc_per_node=P -m mimir ...)")
     # a checkpoint goes beside --out, or where --checkpoint says; in the current folder only when
     # --checkpoint-every (or --resume) asks for one without either (Ctrl-C alone never drops one there)
     checkpoint = getattr(args, "checkpoint", None) or (f"{out}.ckpt" if out else None)
@@ -347,6 +390,41 @@ def _run_quantize(args) -> int:
     return 0
 
 
+def _submit_compress(args, recipe: Recipe, out: str | None) -> int:
+    """Submit the run as one job; submitit-local waits for it (for trying the path here)."""
+    if not out:
+        raise MimirError(f"--executor {args.executor} needs --out (where the job writes the model)",
+                         "add --out FILE on storage the job's nodes share")
+    if args.resume:
+        raise MimirError(f"--resume with --executor {args.executor}: a requeued job resumes by itself",
+                         "submit the same command without --resume; or resume here without --executor")
+    processes = args.processes if args.processes is not None else max(1, args.gpus or 0)
+    if processes < 1:
+        raise MimirError(f"--processes must be at least 1 (got {processes})", "pass a positive number")
+    resources = Resources().with_(gpus=args.gpus, nodes=args.nodes, cpus=args.cpus or processes, partition=args.partition,
+                                  time=args.time, mem=args.mem, sbatch=_sbatch_pairs(args.sbatch))
+    run_args = [flag for flag, on in (("--json", args.json), ("--no-latency", args.no_latency),
+                                      ("--trust-code", args.trust_code)) if on]
+    if args.checkpoint_every:
+        run_args += ["--checkpoint-every", str(args.checkpoint_every)]
+    job = submit_compress(recipe, out, args.executor, resources, processes, run_args, checkpoint=args.checkpoint)
+    where = f"{resources.nodes} node(s) x {processes} process(es)" + (f", {resources.gpus} GPU(s) per node"
+                                                                       if resources.gpus else "")
+    print(f"mimir compress: job {job.job_id} ({where}) submitted with --executor {args.executor}; "
+          f"log {job.paths.stdout}")
+    if args.executor == "slurm":
+        print(f"it writes {out} when it finishes; follow it with: tail -f {job.paths.stdout}")
+        return 0
+    try:
+        job.result()
+    except Exception:   # noqa: BLE001 - submitit's FailedJobError: the run's own error is in its log
+        said = [line for line in (job.stderr() or "").splitlines() if line.startswith("error: ")]
+        raise MimirError(f"job {job.job_id} failed" + (f": {said[-1][len('error: '):]}" if said else ""),
+                         f"see its log {job.paths.stderr}") from None
+    print(f"job {job.job_id} finished: written to {out}")
+    return 0
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark grid from a YAML file (resumable, one JSON line per cell)")
     p.add_argument("config", help="YAML grid, e.g. benchmarks/fashion-mnist.yaml")
@@ -354,7 +432,28 @@ def _add_bench(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--dry-run", metavar="FOLDER",
                    help="check the grid on FOLDER (ImageNet-style) with random weights, 1 iteration, 4 images")
-    p.add_argument("--list", action="store_true", help="only list the cells and which are finished")
+    p.add_argument("--list", action="store_true", help="only list the cells and which are finished (with "
+                   "--executor slurm: the cells that would be submitted and their sbatch parameters, submitting nothing)")
+    p.add_argument("--status", action="store_true", help="what each cell is doing: done, queued, running (its job), "
+                   "failed (the reason and the log), and the grid's totals")
+    _add_executor(p, "a process pool here (--workers; default); slurm: the unfinished cells as one Slurm job "
+                     "array through submitit (pip install 'mimir[cluster]'); submitit-local: the same jobs as "
+                     "processes of this machine")
+    for flag, kind, text in (("--cpus-per-cell", int, "CPUs per cell"),
+                             ("--gpus-per-cell", int, "GPUs per cell (a cell then runs on its GPU)"),
+                             ("--array-parallelism", int, "cells running at once")):
+        p.add_argument(flag, type=kind, help=f"with --executor slurm / submitit-local: {text} (default: the grid "
+                                             "file's slurm: section)")
+    _add_job_flags(p, "each cell")
+
+
+def _resources(args, config) -> Resources:
+    """The grid file's ``slurm:`` section with the command line's flags on top."""
+    sbatch = _sbatch_pairs(args.sbatch)
+    resources = config.resources
+    return resources.with_(partition=args.partition, time=args.time, cpus=args.cpus_per_cell, gpus=args.gpus_per_cell,
+                           mem=args.mem, array_parallelism=args.array_parallelism,
+                           sbatch={**resources.sbatch, **sbatch} if sbatch else None)
 
 
 def _run_bench(args) -> int:
@@ -364,14 +463,60 @@ def _run_bench(args) -> int:
     if args.dry_run:
         config = dry_run_config(config, args.dry_run, args.dry_run)
     results = args.results or f"benchmarks/results/{config.name}.jsonl"
+    resources = _resources(args, config)
+    if args.status or (args.list and args.executor != "local"):
+        states = cell_states(config.cells, results)
+        for cell in config.cells:
+            st = states[cell.key]
+            print(f"{st.state:<13} {cell.key}  {cell.describe()}" + (f": {st.detail}" if st.detail else "") +
+                  (f" (log {st.log})" if st.state == "failed" and st.log else ""))
+        counts = {}
+        for st in states.values():
+            counts[st.state] = counts.get(st.state, 0) + 1
+        print(f"{len(config.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        if args.list:
+            todo = [c for c in config.cells if states[c.key].state in ("failed", "not submitted")]
+            print(f"--executor {args.executor} would submit {len(todo)} cells as one job array, logs in "
+                  f"{log_folder(results)}" + (", with:" if args.executor == "slurm" else ""))
+            if args.executor == "slurm":
+                require(args.executor, scheduler=False)   # submitit writes the lines; no Slurm needed to see them
+                print("\n".join(resources.sbatch_lines(log_folder(results), f"mimir-{config.name}",
+                                                        array=max(1, len(todo)))))
+        return 0
     if args.list:
         done = finished_keys(results)
         for cell in config.cells:
             print(f"{'done ' if cell.key in done else 'to do'}  {cell.key}  {cell.describe()}")
         return 0
+    if args.executor != "local":
+        return _submit_bench(args, config, results, resources)
     records = run_bench(config, results, workers=args.workers, random_weights=bool(args.dry_run))
     failed = [r for r in records if r["status"] != "ok"]
     print(f"{len(records) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
+    return 1 if failed else 0
+
+
+def _submit_bench(args, config, results: str, resources: Resources) -> int:
+    """Submit the cells neither finished nor waiting; failed ones are named first, with their logs."""
+    require(args.executor)
+    states = cell_states(config.cells, results)
+    for cell in config.cells:
+        if states[cell.key].state == "failed":
+            st = states[cell.key]
+            print(f"failed before, submitted again: {cell.describe()}: {st.detail}" + (f" (log {st.log})" if st.log else ""))
+    todo = [c for c in config.cells if states[c.key].state in ("failed", "not submitted")]
+    waiting = sum(st.state in ("queued", "running") for st in states.values())
+    print(f"bench {config.name}: {len(config.cells)} cells, {len(todo)} to submit with --executor {args.executor}, "
+          f"{waiting} queued or running")
+    jobs = submit(todo, results, config.name, args.executor, resources)
+    if args.executor == "slurm":
+        if jobs:
+            print(f"submitted job array {str(jobs[0].job_id).split('_')[0]} ({len(jobs)} cells), logs in "
+                  f"{log_folder(results)}; follow it with: mimir bench {args.config} --status")
+        return 0
+    records = {r["key"]: r for r in read_results(results) if r["key"] in {c.key for c in todo}}
+    failed = [c for c in todo if records.get(c.key, {}).get("status") != "ok"]
+    print(f"{len(todo) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
     return 1 if failed else 0
 
 
@@ -391,6 +536,8 @@ def _run_report(args) -> int:
     records = read_results(args.results)
     for line in winners(aggregate(records)):
         print(line.replace("**", ""))
+    for line in mixed_devices(records):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"report written to {path}")
     if args.readme:
         name = Path(args.results).stem
@@ -488,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stop:
-        print(f"interrupted: checkpoint written to {stop.path}; run the same command with --resume to continue",
-              file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":   # under torchrun, rank 0 wrote it and says so
+            print(f"interrupted: checkpoint written to {stop.path}; run the same command with --resume to continue",
+                  file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

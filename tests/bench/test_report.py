@@ -287,3 +287,15 @@ def test_a_quantized_grid_gets_int8_columns():
     assert "| int8 % | teacher int8 % |" in table.splitlines()[0]
     assert table.splitlines()[2].endswith(f" {91.0 + (len(lines) - 1) / 2:.2f} | 92.00 |")
     assert "int8" not in markdown_table(aggregate(LINES))   # a grid without quantize: the table as before
+
+
+def test_a_group_whose_cells_ran_on_different_devices_warns_that_its_times_do_not_compare(tmp_path):
+    from mimir.bench.report import mixed_devices, render_markdown
+
+    lines = [_variant("mir", 1, 90.0), _variant("mir", 2, 90.2), _variant("kd", 1, 80.0)]
+    assert mixed_devices(lines) == []
+    lines[1]["device"] = "cuda (NVIDIA H100), bf16"
+    lines[0]["device"] = "cpu (Intel Xeon, 1 threads), fp32"
+    warned = mixed_devices(lines)
+    assert len(warned) == 1 and "resnet20, channels:0.5, 50 samples ran on 3 devices" in warned[0]
+    assert "times do not compare" in render_markdown(lines, "r.jsonl")

@@ -20,6 +20,14 @@ every cell of the grid is one :class:`~mimir.recipe.Recipe`.
         data: synthetic:256        # optional: this row's samples (default: the top-level data)
         extra_data: FOLDER         # optional: unlabeled images added to the samples
         options: [{}, {mix: cutmix}, {kd: 1.0}]   # optional: a mapping, or a list of variants to compare
+    slurm:                         # optional: what each cell's job asks for with --executor slurm
+      partition: gpu               # (or submitit-local); the command line's flags override these
+      time: 120                    # minutes per cell
+      cpus: 8
+      gpus: 1                      # a cell with a GPU runs with --device cuda
+      mem: 32G
+      array_parallelism: 64        # cells running at once
+      sbatch: {qos: high}          # any other sbatch parameter
 
 The keys are the recipe's fields, derived from their declarations (:mod:`mimir.recipe`): every
 setting of ``mimir compress`` is a key here, by its field name (``batch_size``, ``lr``, ``device``,
@@ -32,18 +40,19 @@ one cell per value. Every problem is reported in one line naming the key, e.g.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from mimir.cluster import Resources
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods
 from mimir.prune import parse_scheme
 from mimir.recipe import Recipe, grid_key_of, recipe_defaults, setting_problem, settings
 
 #: top-level keys that are not recipe settings
-_STRUCTURE = ("name", "order", "grid")
+_STRUCTURE = ("name", "order", "grid", "slurm")
 _ORDERS = ("rows", "seeds")
 _REQUIRED = ("teacher", "prune", "methods", "samples")
 #: the recipe fields whose values a row lists, outermost first: the order of a row's cells (any other
@@ -56,6 +65,7 @@ class BenchConfig:
     name: str
     cells: list[Recipe]
     source: str = ""
+    resources: Resources = field(default_factory=Resources)   # the ``slurm:`` section: each cell's job
 
 
 def _fail(key: str, problem: str) -> MimirError:
@@ -227,7 +237,14 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
     name = str(raw.get("name", Path(source).stem or "bench"))
     rows = [_row(row, f"grid[{i}]", top, set(raw)) for i, row in enumerate(_grid(raw))]
     cells = [c for i, row in enumerate(rows) for c in _row_cells(row, f"grid[{i}]")]
-    return BenchConfig(name, _ordered(_unique(cells), order), source)
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise _fail("slurm", "must be a mapping of resources per cell (partition, time, cpus, gpus, mem, ...)")
+    resources = Resources.from_mapping(slurm, f"{source or name}: slurm")
+    if resources.nodes != 1:
+        raise _fail("slurm", f"a cell runs on one node (nodes: {resources.nodes}); drop nodes "
+                             "(mimir compress --executor slurm --nodes N runs one long run on several)")
+    return BenchConfig(name, _ordered(_unique(cells), order), source, resources)
 
 
 def method_options(method: str, options: dict) -> dict:

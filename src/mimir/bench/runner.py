@@ -8,7 +8,6 @@ not count, so that cell runs again on the next call. Only the parent process wri
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import platform
 import subprocess
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from mimir import api
 from mimir._version import __version__
 from mimir.bench.config import BenchConfig, method_options
+from mimir.bench.store import finished_keys, merge, write_record
 from mimir.methods import get_method
 from mimir.models import create_model
 from mimir.recipe import Recipe
@@ -54,24 +54,6 @@ def versions() -> dict:
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"}
 
 
-def read_results(path: str | Path) -> list[dict]:
-    """Every parseable line of a results file (broken lines are skipped)."""
-    rows = []
-    path = Path(path)
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "key" in row:
-            rows.append(row)
-    return rows
-
-
-def finished_keys(path: str | Path) -> set[str]:
-    return {r["key"] for r in read_results(path) if r.get("status") == "ok"}
-
-
 def run_cell(cell: Recipe, bench: str = "", random_weights: bool = False) -> dict:
     """Run one cell (a recipe) with :func:`mimir.compress`; never raises (an error becomes the record).
     The record holds the recipe, the code's git commit, the device and the library versions."""
@@ -89,21 +71,33 @@ def run_cell(cell: Recipe, bench: str = "", random_weights: bool = False) -> dic
     return record
 
 
+def run_and_store(cell: Recipe, results: str | Path, bench: str = "", random_weights: bool = False) -> dict:
+    """Run one cell and leave its record for ``results`` (see :mod:`mimir.bench.store`): what every
+    executor's job does, in a worker process here or on a cluster node."""
+    return write_record(results, run_cell(cell, bench, random_weights))
+
+
+def run_cell_job(cell: Recipe, results: str, bench: str, threads: int) -> dict:
+    """A submitit job's cell: ``threads`` torch threads (the job's CPUs), then :func:`run_and_store`."""
+    torch.set_num_threads(threads)
+    return run_and_store(cell, results, bench)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _finished(todo: list[Recipe], bench: str, workers: int, random_weights: bool) -> Iterator[dict]:
+def _finished(todo: list[Recipe], results: Path, bench: str, workers: int, random_weights: bool) -> Iterator[dict]:
     """The records of the cells of ``todo`` as they finish: in turn, or from ``workers`` spawned
     processes that share the torch threads."""
     if workers <= 1:
         for cell in todo:
-            yield run_cell(cell, bench, random_weights)
+            yield run_and_store(cell, results, bench, random_weights)
         return
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_cell, cell, bench, random_weights) for cell in todo]
+        futures = [pool.submit(run_and_store, cell, results, bench, random_weights) for cell in todo]
         for future in as_completed(futures):
             yield future.result()
 
@@ -128,9 +122,8 @@ def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progre
         f"{len(todo)} to run with {workers} worker(s)")
     records: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"bench {config.name}", disable=not progress)
-    for record in _finished(todo, config.name, workers, random_weights):
-        with results.open("a") as f:   # only this process writes: lines never interleave
-            f.write(json.dumps(record) + "\n")
+    for record in _finished(todo, results, config.name, workers, random_weights):
+        merge(results)   # the worker left the record beside the file; it joins it now, once
         records.append(record)
         log(_describe(record))
         bar.update()

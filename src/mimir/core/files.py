@@ -1,11 +1,13 @@
-"""Files: atomic writes (a file is complete or absent) and mimir's one cache folder."""
+"""Files: atomic writes (a file is complete or absent), a lock between processes, and mimir's one
+cache folder."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -40,3 +42,21 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if missing) between processes, also on other machines
+    where the file system supports ``flock`` (local disks, NFS v4, Lustre mounted with ``flock``);
+    none where ``fcntl`` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:   # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

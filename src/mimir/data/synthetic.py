@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mimir.core import DataConfig, cache_root, eval_mode, fingerprint, frozen_except, model_device
+from mimir.core import DataConfig, cache_root, eval_mode, file_lock, fingerprint, frozen_except, model_device
 from mimir.data.datasets import UnlabeledImages
 from mimir.errors import MimirError
 
@@ -167,7 +165,7 @@ def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,
     if not cache:
         return synthesize(teacher, config, n, seed, settings, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.with_suffix(".lock")):   # parallel benchmark workers synthesise a set once
+    with file_lock(path.with_suffix(".lock")):   # parallel benchmark workers synthesise a set once
         if not path.is_file():
             images = synthesize(teacher, config, n, seed, settings, progress)
             partial = path.with_suffix(f".{os.getpid()}.part")
@@ -176,17 +174,3 @@ def synthetic_images(teacher: nn.Module, config: DataConfig, n: int, seed: int,
     return UnlabeledImages(torch.load(path, weights_only=True), source=f"{PREFIX}{n}")
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` between processes (none where fcntl does not exist)."""
-    try:
-        import fcntl
-    except ImportError:   # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -124,6 +124,21 @@ def aggregate(records: list[dict]) -> list[Row]:
     return sorted(rows, key=lambda r: (r.teacher, r.prune, r.samples, r.setting, -(r.mean or 0)))
 
 
+def mixed_devices(records: list[dict]) -> list[str]:
+    """One warning per (teacher, prune, samples) group whose finished cells ran on more than one
+    device (cells of a grid spread over machines): its training times do not compare."""
+    groups, _ = _seed_groups(records)
+    devices: dict[tuple, set[str]] = defaultdict(set)
+    for cells in groups.values():
+        for r in cells:
+            recipe = recipe_of(r)
+            devices[tuple(recipe.get(k) for k in _COMPARED)].add(
+                r.get("device") or r.get("summary", {}).get("device") or "unrecorded")
+    return [f"{teacher}, {prune}, {samples} samples ran on {len(found)} devices ({'; '.join(sorted(found))}): "
+            "its times do not compare" for (teacher, prune, samples), found in sorted(devices.items(), key=str)
+            if len(found) > 1]
+
+
 def winners(rows: list[Row]) -> list[str]:
     """One sentence per (teacher, prune, samples, setting) where at least two methods that trained
     ran: the best method and its margin over the runner-up (a lone method, e.g. one ablation

@@ -17,12 +17,13 @@ from mimir.bench.report.aggregate import (
     by_method,
     data_of,
     ingredients,
+    mixed_devices,
     time_groups,
     winners,
 )
 from mimir.bench.report.plots import plot, plot_names
 from mimir.bench.report.synthetic import plot_synthetic, synthetic_sets
-from mimir.bench.runner import read_results
+from mimir.bench.store import read_results
 from mimir.methods import get_method
 
 
@@ -137,6 +138,10 @@ def _header(records: list[dict], ok: list[dict], rows: list[Row], results: str, 
                       f"iterations per iterative method: {', '.join(map(str, iterations))}; code: "
                       f"{', '.join(commits)}; devices: {'; '.join(devices)}; versions: "
                       + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
+    mixed = mixed_devices(records)
+    if mixed:
+        lines += ["", "**Warning**: cells of one group ran on different devices, so their times do not compare:"]
+        lines += [f"- {line}" for line in mixed]
     return lines
 
 

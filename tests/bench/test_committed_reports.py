@@ -14,12 +14,14 @@ REPORTS = {  # results name -> (report folder, the grid command the report quote
     "mir-pooling": ("docs/mir-pooling", "mimir bench benchmarks/mir-pooling.yaml"),
     "beyond-mir": ("docs/beyond-mir", "mimir bench benchmarks/beyond-mir.yaml --workers 2"),
     "beyond-mir-long": ("docs/beyond-mir-long", "mimir bench benchmarks/beyond-mir-long.yaml --workers 2"),
+    "beyond-mir-cnn": ("docs/beyond-mir-cnn", "mimir bench benchmarks/beyond-mir-cnn.yaml --workers 2"),
 }
 SUMMARY_PAGES = {  # results name -> the hand-written page holding its `mimir report --readme` summary block
     "fashion-mnist": "docs/BENCHMARKS.md",
     "mir-pooling": "docs/BENCHMARKS.md",
     "beyond-mir": "docs/BEYOND-MIR.md",
     "beyond-mir-long": "docs/BEYOND-MIR.md",
+    "beyond-mir-cnn": "docs/BEYOND-MIR.md",
 }
 DEPLOY_PAGE = "docs/SHIPPING.md"  # holds the `<!-- deploy_speed -->` block
 GENERATED = {"docs/RESULTS.md", "docs/DEPLOY.md", "docs/SPEED.md", "docs/INT8.md"}  # written by commands only

@@ -137,6 +137,26 @@ def test_a_variant_is_named_by_the_options_its_cells_recorded():
     assert "| mir-plus (optimizer=adamw, warmup=0.05) | 85.00 +- 0.00 |" in plus
 
 
+def test_each_ingredient_on_top_of_the_others_pairs_runs_that_differ_by_one():
+    """mir-plus against mir with all of mir-plus's ingredients but one: that one's gain and cost;
+    never two runs that differ by two ingredients, nor a single ingredient (the ablation has it)."""
+    from mimir.bench.report.aggregate import leave_one_out
+    from mimir.bench.report.markdown import render_markdown
+
+    three = {"mix": "mixup", "augment": "randaugment", "stages": 1.0}
+    lines = [_variant("mir", 1, 88.0), _variant("mir", 1, 89.0, {"mix": "mixup"})]
+    lines += [_variant("mir", 1, 90.0, three, train_seconds=6.0)]                          # mir-plus minus cosine
+    lines += [_variant("mir", 1, 89.5, {"augment": "randaugment", "schedule": "cosine"})]   # two from any other
+    lines += [_variant("mir-plus", 1, 90.5, train_seconds=9.0)]
+    lines += [_variant("mir-plus", 1, 90.1, {"mix": "cutmix"})]   # a candidate in place of mixup: not one more
+    lines += [_variant("mir-plus", 1, 90.7, {"ema": 0.99})]       # a candidate on top of mir-plus
+    pairs = {(name, full.mean, less.mean) for name, full, less in leave_one_out(aggregate(lines))}
+    assert pairs == {("schedule=cosine", 90.5, 90.0), ("ema=0.99", 90.7, 90.5)}
+    text = render_markdown(lines, "r.jsonl")
+    assert "| schedule=cosine | 90.50 +- 0.00 | 90.00 +- 0.00 | +0.50 | 1 | +3 |" in text
+    assert "## Each ingredient on top of the others" not in render_markdown(lines[:2], "r.jsonl")
+
+
 def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
     from mimir.bench.report import plot_names, time_table
 

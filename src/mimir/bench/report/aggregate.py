@@ -192,6 +192,19 @@ def ingredients(row: Row) -> str:
     return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changed, **options}.items())) + ")"
 
 
+def changes(row: Row) -> dict:
+    """The options in effect in a row's runs that differ from the plain run of its ablation base
+    (for a variant of the base: its defaults and its options; for the base with options: those
+    options); {} for a method without an ablation base."""
+    base = ablation_base(row.method)
+    if base is None:
+        return {}
+    options = row.recipe.get("options") or {}
+    effective = row.method_options if row.method_options is not None else {**get_method(row.method).options, **options}
+    plain = get_method(base).options
+    return {k: v for k, v in effective.items() if plain.get(k) != v}
+
+
 def _context(r: Row) -> str:
     return json.dumps({k: v for k, v in r.recipe.items() if k not in ("method", "options")}, sort_keys=True)
 
@@ -210,6 +223,30 @@ def ablation_pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
             pairs.append((r, plain[(base, _context(r))]))
     return sorted(pairs, key=lambda p: (p[0].teacher, p[0].prune, p[0].samples, data_of(p[0].recipe),
                                         p[0].iterations, -(p[0].mean - p[1].mean)))
+
+
+def leave_one_out(rows: list[Row]) -> list[tuple[str, Row, Row]]:
+    """(ingredient, run with it, run without it) for every two rows with the same recipe otherwise
+    (the same ablation base, teacher, pruning, samples, data, iterations) whose :func:`changes`
+    differ by exactly that one ingredient, the first having at least two: what the ingredient adds
+    on top of the others (a variant against its base run with all the variant's ingredients but one)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.mean is not None and ablation_base(r.method) is not None:
+            groups[(ablation_base(r.method), _context(r))].append(r)
+    out = []
+    for group in groups.values():
+        for full in group:
+            have = changes(full)
+            for less in group:
+                lack = changes(less)
+                missing = set(have) - set(lack)
+                if (len(have) >= 2 and len(missing) == 1 and len(lack) == len(have) - 1
+                        and all(have.get(k) == v for k, v in lack.items())):
+                    key = missing.pop()
+                    out.append((f"{key}={have[key]}", full, less))
+    return sorted(out, key=lambda t: (t[1].teacher, t[1].prune, t[1].samples, data_of(t[1].recipe), t[1].iterations,
+                                      ingredients(t[1]), -(t[1].mean - t[2].mean)))
 
 
 def time_groups(rows: list[Row]) -> dict[str, list[Row]]:

@@ -17,6 +17,7 @@ from mimir.bench.report.aggregate import (
     by_method,
     data_of,
     ingredients,
+    leave_one_out,
     mixed_devices,
     time_groups,
     winners,
@@ -170,6 +171,24 @@ def _ablation_section(rows: list[Row]) -> list[str]:
             "iterations); `gain` is the difference of the means.", ""] + table
 
 
+def _leave_one_out_section(rows: list[Row]) -> list[str]:
+    pairs = leave_one_out(rows)
+    if not pairs:
+        return []
+    lines = ["", "## Each ingredient on top of the others", "",
+             "Two runs with the same recipe otherwise whose ingredients differ by one: what that ingredient adds "
+             "to the rest (`with` names the first run's ingredients; the second has all of them but one). "
+             "`gain` is the difference of the means, `cost` the difference of the training seconds.", "",
+             "| teacher | prune | samples | data | iterations | with | ingredient | with it % | without it % | gain | "
+             "seeds | cost s |", "|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for name, full, less in pairs:
+        lines.append(f"| {full.teacher} | {full.prune} | {full.samples} | {data_of(full.recipe)} | {full.iterations} | "
+                     f"{method_label(full.method, ingredients(full))} | {name} | {full.mean:.2f} +- {full.std:.2f} | "
+                     f"{less.mean:.2f} +- {less.std:.2f} | {full.mean - less.mean:+.2f} | {min(full.seeds, less.seeds)} | "
+                     f"{full.train_seconds - less.train_seconds:+.0f} |")
+    return lines
+
+
 def _time_section(rows: list[Row]) -> list[str]:
     table = time_table(rows)
     if not table:
@@ -200,7 +219,7 @@ def render_markdown(records: list[dict], results: str, command: str = "") -> str
     ok = [r for r in records if r.get("status") == "ok"]
     rows = aggregate(records)
     lines = (_header(records, ok, rows, results, command) + _results_section(rows) + _ablation_section(rows)
-             + _time_section(rows) + _synthetic_section(records) + _plots_section(rows))
+             + _leave_one_out_section(rows) + _time_section(rows) + _synthetic_section(records) + _plots_section(rows))
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ and a preempted torchrun run that is requeued and ends with the weights of an un
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -59,6 +60,39 @@ def test_a_signal_after_the_run_finished_does_not_run_it_again(tmp_path):
     again = pickle.loads(pickle.dumps(job.checkpoint().function))   # what submitit dumps for the requeue
     assert again.finished and again.resume and again._proc is None
     assert again() == "finished"
+
+
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)     # a run that does not stop when asked
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(120)
+"""
+
+
+def test_a_run_that_does_not_stop_in_time_is_killed_with_all_its_processes(tmp_path, monkeypatch):
+    import threading
+
+    from mimir.cluster import compress_job
+
+    monkeypatch.setattr(compress_job, "GRACE_S", 1)
+    pid_file = tmp_path / "child.pid"
+    job = CompressJob([], tmp_path / "c")
+    monkeypatch.setattr(job, "command", lambda: [sys.executable, "-c", STUBBORN, str(pid_file)])
+    errors = []
+    runner = threading.Thread(target=lambda: errors.append(pytest.raises(RuntimeError, job)))
+    runner.start()
+    end = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.time() < end
+        time.sleep(0.05)
+    again = job.checkpoint().function   # SIGINT ignored: after the grace period, the whole session goes
+    runner.join(timeout=60)
+    assert errors and again.resume and not again.finished
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
 
 
 @pytest.mark.parametrize("args, message", [

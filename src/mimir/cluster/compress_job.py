@@ -83,7 +83,8 @@ class CompressJob:
         command = self.command()
         print("mimir job: " + " ".join(command), flush=True)
         env = dict(os.environ, TORCH_ELASTIC_SHUTDOWN_TIMEOUT=str(GRACE_S))
-        self._proc = subprocess.Popen(command, env=env, preexec_fn=_ignore_preemption_signal)
+        # a session of its own, so that a run that does not stop in time goes with all its processes
+        self._proc = subprocess.Popen(command, env=env, preexec_fn=_ignore_preemption_signal, start_new_session=True)
         while (code := self._proc.poll()) is None:   # poll, not wait: the signal handler polls too
             time.sleep(0.5)
         if code != 0:
@@ -101,8 +102,9 @@ class CompressJob:
             end = time.monotonic() + GRACE_S + 10
             while proc.poll() is None and time.monotonic() < end:
                 time.sleep(0.2)
-            if proc.poll() is None:
-                proc.kill()
+            if proc.poll() is None:   # torchrun and its workers
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         again = CompressJob(self.args, self.checkpoint_path, self.processes, self.nodes, resume=True)
         again.finished = proc is not None and proc.returncode == 0
         return DelayedSubmission(again)

@@ -2,8 +2,9 @@
 
 A results file is JSON lines. A cell counts as finished when a parseable line with its key and
 ``"status": "ok"`` is there; a line cut short by an interruption, or one recording an error, does
-not count, so that cell runs again on the next call. Only the parent process writes the file
-(workers return their record), so lines never interleave.
+not count, so that cell runs again on the next call. The process that ran a cell (a worker here, a
+job on a cluster) leaves its record beside the file, and it is merged into the file once
+(:mod:`mimir.bench.store`), so lines never interleave.
 """
 
 from __future__ import annotations

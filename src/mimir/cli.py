@@ -23,7 +23,16 @@ from mimir.methods import get_method, list_methods
 from mimir.models import list_models
 from mimir.prune.families import family_rows, format_rows
 from mimir.prune.families import update_readme as update_families_block
-from mimir.recipe import Recipe, add_recipe_flags, flag_of, load_recipe, recipe_defaults, recipe_from_flags, settings
+from mimir.recipe import (
+    Recipe,
+    add_recipe_flags,
+    flag_of,
+    load_recipe,
+    parse_options,
+    recipe_defaults,
+    recipe_from_flags,
+    settings,
+)
 from mimir.teachers import bundled_teachers
 
 
@@ -114,13 +123,7 @@ def _add_job_flags(p, per: str) -> None:
 
 
 def _sbatch_pairs(items: list[str]) -> dict[str, str] | None:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise MimirError(f"--sbatch {item!r} is not KEY=VALUE", "pass e.g. --sbatch qos=high")
-        pairs[key] = value
-    return pairs or None
+    return parse_options(items, "--sbatch", "qos=high") or None
 
 
 def recipe_from_args(args) -> Recipe:

@@ -416,13 +416,14 @@ def recipe_from_flags(given: Mapping[str, Any], base: Recipe | None = None) -> R
     return Recipe.from_dict({**d, **given}, source="the command line")
 
 
-def parse_options(items: typing.Iterable[str]) -> dict:
-    """``KEY=VALUE`` strings as a dict of strings; the method's declared options give them their types."""
+def parse_options(items: typing.Iterable[str], flag: str = "--option", example: str = "temperature=4") -> dict:
+    """``KEY=VALUE`` strings (of a repeatable ``flag``) as a dict of strings; for ``--option`` the
+    method's declared options give them their types."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise MimirError(f"--option '{item}' is not KEY=VALUE", "write e.g. --option temperature=4")
+            raise MimirError(f"{flag} '{item}' is not KEY=VALUE", f"write e.g. {flag} {example}")
         options[key] = value
     return options
 

@@ -47,20 +47,19 @@ def submit(cells: list[Recipe], results: str | Path, bench: str, executor: str, 
     and returns when they have finished."""
     folder = log_folder(results)
     ex = make_executor(executor, folder, resources, name=f"mimir-{bench}")
-    todo = cells   # a cell's device is "auto" unless the grid says otherwise: the job's GPU where it has one
-    if executor == "slurm":
-        n = len(todo)
-        jobs = ex.map_array(run_cell_job, todo, [str(results)] * n, [bench] * n, [resources.cpus] * n) if todo else []
-        _register(results, cells, jobs, executor, folder)
-        return jobs
-    jobs = []   # submitit's local executor starts every job of an array at once: waves of array_parallelism
-    for start in range(0, len(todo), resources.array_parallelism):
-        wave = todo[start:start + resources.array_parallelism]
+    # a cell's device is "auto" unless the grid says otherwise: the job's GPU where it has one. Slurm
+    # gets one array; submitit's local executor starts every job of an array at once, so it gets
+    # waves of array_parallelism, each waited for
+    size = max(1, len(cells)) if executor == "slurm" else resources.array_parallelism
+    jobs = []
+    for start in range(0, len(cells), size):
+        wave = cells[start:start + size]
         n = len(wave)
         started = ex.map_array(run_cell_job, wave, [str(results)] * n, [bench] * n, [resources.cpus] * n)
-        _register(results, cells[start:start + n], started, executor, folder)
-        for job in started:
-            job.wait()
+        _register(results, wave, started, executor, folder)
+        if executor != "slurm":
+            for job in started:
+                job.wait()
         jobs += started
     return jobs
 

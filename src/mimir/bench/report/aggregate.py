@@ -184,12 +184,7 @@ def ingredients(row: Row) -> str:
     base = ablation_base(row.method)
     if base is None or base == row.method:
         return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
-    plain = get_method(base).options
-    # the options in effect as the cell recorded them (a family's defaults, defaults of the time);
-    # the method's present defaults for records older than that
-    effective = row.method_options if row.method_options is not None else get_method(row.method).options
-    changed = {k: v for k, v in effective.items() if plain.get(k) != v}
-    return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changed, **options}.items())) + ")"
+    return f"{row.method} (" + ", ".join(f"{k}={v}" for k, v in sorted({**changes(row), **options}.items())) + ")"
 
 
 def changes(row: Row) -> dict:
@@ -200,6 +195,8 @@ def changes(row: Row) -> dict:
     if base is None:
         return {}
     options = row.recipe.get("options") or {}
+    # the options in effect as the cell recorded them (a family's defaults, defaults of the time);
+    # the method's present defaults and the cell's options for records older than that
     effective = row.method_options if row.method_options is not None else {**get_method(row.method).options, **options}
     plain = get_method(base).options
     return {k: v for k, v in effective.items() if plain.get(k) != v}

@@ -179,6 +179,26 @@ def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
     assert "## Accuracy against training time" in (tmp_path / "docs" / "RESULTS.md").read_text()
 
 
+def test_time_table_keeps_runs_that_differ_only_in_a_recipe_field_apart():
+    from mimir.bench.report import time_table
+
+    lines = [_variant("mir", 1, 91.0, iterations=400, train_seconds=60),
+             _variant("mir", 1, 92.0, iterations=2000, train_seconds=300)]
+    for line, acc in zip([_variant("mir", 1, 0.0, iterations=400), _variant("mir", 1, 0.0, iterations=2000)], (85, 86)):
+        line["key"] += "-heads"
+        line["config"]["head_pruning"] = "heads"
+        line["summary"]["compressed"]["accuracy"] = acc
+        lines.append(line)
+    fast = _variant("mir", 1, 92.5, iterations=2000, train_seconds=300)
+    fast["key"] += "-lr"
+    fast["config"]["lr"] = 0.1
+    table = time_table(aggregate(lines + [fast]))
+    assert table[2:] == ["| resnet20 | channels:0.5 | 50 | fashion-mnist | mir | 91.00 % (60 s) | 92.00 % (300 s) |",
+                         "| resnet20 | channels:0.5 | 50 | fashion-mnist | mir (head_pruning=heads) | 85.00 % (8 s) | "
+                         "86.00 % (8 s) |",
+                         "| resnet20 | channels:0.5 | 50 | fashion-mnist | mir (lr=0.1) | - | 92.50 % (300 s) |"]
+
+
 def test_synthetic_sets_are_shown_once_per_teacher_and_count():
     from mimir.bench.report import render_markdown, synthetic_sets
 

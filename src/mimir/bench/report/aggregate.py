@@ -255,20 +255,27 @@ def time_groups(rows: list[Row]) -> dict[str, list[Row]]:
             groups[(r.teacher, r.prune, r.samples, data_of(r.recipe))].append(r)
     out = {}
     for (teacher, prune, samples, data), sub in sorted(groups.items()):
-        budgets = defaultdict(set)
-        for r in sub:
-            budgets[(r.method, ingredients(r))].add(r.iterations)
-        if any(len(b) > 1 for b in budgets.values()):
+        if any(len({r.iterations for r in line}) > 1 for line in by_method(sub).values()):
             tag = f"{teacher}_{prune}_{samples}_{Path(data).name}".replace(":", "-").replace(",", "+").replace(" ", "")
             out[f"acc_vs_time_{tag}.png"] = sub
     return out
 
 
+_NOT_A_LINE = ("method", "options", "iterations")   # what tells lines apart otherwise, or is the x-axis
+
+
 def by_method(sub: list[Row]) -> dict[tuple[str, str], list[Row]]:
-    """(method, ingredients) -> its rows, in label order: one line of the time table."""
+    """(method, ingredients) -> its rows, in label order: one line of the time table. The
+    ingredients also name each recipe field (``lr``, ``head_pruning``, ...) that differs between the
+    rows of ``sub`` where a line's value is not the default, so that runs differing only there are
+    separate lines."""
+    recipes = [r.recipe for r in sub]
+    fields = sorted(k for k in {k for rec in recipes for k in rec} - set(_NOT_A_LINE) if _differ(k, recipes))
+    defaults = recipe_defaults()
     lines: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in sub:
-        lines[(r.method, ingredients(r))].append(r)
+        named = [f"{k}={r.recipe.get(k)}" for k in fields if r.recipe.get(k) != defaults.get(k)]
+        lines[(r.method, ", ".join([x for x in (ingredients(r), *named) if x]))].append(r)
     return dict(sorted(lines.items()))
 
 

@@ -179,6 +179,23 @@ def test_accuracy_against_training_time_where_budgets_differ(tmp_path):
     assert "## Accuracy against training time" in (tmp_path / "docs" / "RESULTS.md").read_text()
 
 
+def test_ablation_names_a_recipe_field_that_sets_otherwise_identical_pairs_apart():
+    from mimir.bench.report import ablation
+
+    lines = []
+    for head_pruning, shift in (("dims", 0.0), ("heads", -3.0)):
+        for method, acc in (("mir", 90.0), ("mir-plus", 91.0)):
+            line = _variant(method, 1, acc + shift)
+            line["key"] += head_pruning
+            line["config"]["head_pruning"] = head_pruning
+            lines.append(line)
+    table = ablation(aggregate(lines))
+    labels = [row.split(" | ")[5] for row in table[2:]]
+    assert labels == ["mir-plus (augment=randaugment, mix=mixup, schedule=cosine, stages=1.0)",
+                      "mir-plus (augment=randaugment, mix=mixup, schedule=cosine, stages=1.0), head_pruning=heads"]
+    assert [row.split(" | ")[7] for row in table[2:]] == ["90.00 +- 0.00", "87.00 +- 0.00"]
+
+
 def test_time_table_keeps_runs_that_differ_only_in_a_recipe_field_apart():
     from mimir.bench.report import time_table
 

@@ -261,21 +261,31 @@ def time_groups(rows: list[Row]) -> dict[str, list[Row]]:
     return out
 
 
-_NOT_A_LINE = ("method", "options", "iterations")   # what tells lines apart otherwise, or is the x-axis
+_IN_COLUMNS = ("teacher", "prune", "samples", "data", "extra_data", "iterations", "method", "options", "seed")
+
+
+def other_fields(rows: list[Row]) -> list[str]:
+    """The recipe fields (``lr``, ``head_pruning``, ...) that differ between ``rows`` and that no
+    column of the ablation and time tables shows: a run's label names them (:func:`labelled`)."""
+    recipes = [r.recipe for r in rows]
+    return sorted(k for k in {k for rec in recipes for k in rec} - set(_IN_COLUMNS) if _differ(k, recipes))
+
+
+def labelled(row: Row, fields: list[str]) -> str:
+    """:func:`ingredients`, followed by each of ``fields`` where the row's value is not the
+    default, so that runs differing only there are told apart."""
+    defaults = recipe_defaults()
+    named = [f"{k}={row.recipe.get(k)}" for k in fields if row.recipe.get(k) != defaults.get(k)]
+    return ", ".join([x for x in (ingredients(row), *named) if x])
 
 
 def by_method(sub: list[Row]) -> dict[tuple[str, str], list[Row]]:
-    """(method, ingredients) -> its rows, in label order: one line of the time table. The
-    ingredients also name each recipe field (``lr``, ``head_pruning``, ...) that differs between the
-    rows of ``sub`` where a line's value is not the default, so that runs differing only there are
-    separate lines."""
-    recipes = [r.recipe for r in sub]
-    fields = sorted(k for k in {k for rec in recipes for k in rec} - set(_NOT_A_LINE) if _differ(k, recipes))
-    defaults = recipe_defaults()
+    """(method, label) -> its rows, in label order: one line of the time table; the label is
+    :func:`labelled` by the fields that differ within ``sub``."""
+    fields = other_fields(sub)
     lines: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in sub:
-        named = [f"{k}={r.recipe.get(k)}" for k in fields if r.recipe.get(k) != defaults.get(k)]
-        lines[(r.method, ", ".join([x for x in (ingredients(r), *named) if x]))].append(r)
+        lines[(r.method, labelled(r, fields))].append(r)
     return dict(sorted(lines.items()))
 
 

@@ -16,9 +16,10 @@ from mimir.bench.report.aggregate import (
     busy_seconds,
     by_method,
     data_of,
-    ingredients,
+    labelled,
     leave_one_out,
     mixed_devices,
+    other_fields,
     time_groups,
     winners,
 )
@@ -66,9 +67,10 @@ def ablation(rows: list[Row]) -> list[str]:
     plain = " / ".join(_ablation_bases(pairs))
     lines = [f"| teacher | prune | samples | data | iterations | ingredients | accuracy % | {plain} % | gain | seeds | "
              f"train s | {plain} train s |", "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    fields = other_fields(rows)
     for r, base in pairs:
         lines.append(f"| {r.teacher} | {r.prune} | {r.samples} | {data_of(r.recipe)} | {r.iterations} | "
-                     f"{ingredients(r)} | {r.mean:.2f} +- {r.std:.2f} | {base.mean:.2f} +- {base.std:.2f} | "
+                     f"{labelled(r, fields)} | {r.mean:.2f} +- {r.std:.2f} | {base.mean:.2f} +- {base.std:.2f} | "
                      f"{r.mean - base.mean:+.2f} | {r.seeds} | {r.train_seconds:.0f} | {base.train_seconds:.0f} |")
     return lines
 
@@ -181,9 +183,10 @@ def _leave_one_out_section(rows: list[Row]) -> list[str]:
              "`gain` is the difference of the means, `cost` the difference of the training seconds.", "",
              "| teacher | prune | samples | data | iterations | with | ingredient | with it % | without it % | gain | "
              "seeds | cost s |", "|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    fields = other_fields(rows)
     for name, full, less in pairs:
         lines.append(f"| {full.teacher} | {full.prune} | {full.samples} | {data_of(full.recipe)} | {full.iterations} | "
-                     f"{method_label(full.method, ingredients(full))} | {name} | {full.mean:.2f} +- {full.std:.2f} | "
+                     f"{method_label(full.method, labelled(full, fields))} | {name} | {full.mean:.2f} +- {full.std:.2f} | "
                      f"{less.mean:.2f} +- {less.std:.2f} | {full.mean - less.mean:+.2f} | {min(full.seeds, less.seeds)} | "
                      f"{full.train_seconds - less.train_seconds:+.0f} |")
     return lines

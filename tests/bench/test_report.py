@@ -278,6 +278,9 @@ def test_line_labels_name_only_what_differs_and_is_not_a_default():
     budgets = [_recipe("mir", iterations=400), _recipe("mir", iterations=6000)]
     assert line_labels(budgets, "samples") == ["mir (iterations=400)", "mir (iterations=6000)"]
     assert line_labels(budgets, "iterations") == ["mir", "mir"]    # the x axis: one line
+    # an option given is named even at a default: mir-plus's defaults depend on the family and the run's date
+    plus = [_recipe("mir-plus"), _recipe("mir-plus", options={"mix": "mixup"})]
+    assert line_labels(plus, "samples") == ["mir-plus", "mir-plus (mix=mixup)"]
 
 
 def test_line_styles_colour_each_method_and_mark_each_variant():

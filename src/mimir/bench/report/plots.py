@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from mimir.bench.report.aggregate import Row, data_of, time_groups
-from mimir.methods import get_method, list_methods
 from mimir.recipe import recipe_defaults
 
 SPAN = 20.0  # points shown below the best teacher; results further down are named under the axis
@@ -48,11 +47,12 @@ def _values(recipe: dict, x: str) -> dict[tuple[str, str], object]:
     return {**fields, **{("option", k): v for k, v in sorted((recipe.get("options") or {}).items())}}
 
 
-def _is_default(key: tuple[str, str], value, method: str) -> bool:
+def _is_default(key: tuple[str, str], value) -> bool:
+    """A recipe field at its default. An option a cell sets is never a default here: the method's
+    defaults depend on the teacher's family and on when the cell ran (``mir-plus``), so an option
+    given is always named."""
     kind, name = key
-    if kind == "field":
-        return value == recipe_defaults().get(name)
-    return method in list_methods() and get_method(method).options.get(name) == value
+    return kind == "field" and value == recipe_defaults().get(name)
 
 
 def _shown(value) -> str:
@@ -66,15 +66,15 @@ def _shown(value) -> str:
 def line_labels(recipes: list[dict], x: str) -> list[str]:
     """A legend label for each line of one plot, given each line's recipe (seed and ``x`` aside):
     the method, and in brackets each setting that differs between the plot's lines where this
-    line's value is not the default (a recipe's default, or the method's for an option). A setting
-    all lines share, or one a line leaves at its default, is never named; lines that differ get
+    line sets it (an option) or its value is not the recipe's default (a field). A setting all
+    lines share, or a field a line leaves at its default, is never named; lines that differ get
     different labels."""
     values = [_values(r, x) for r in recipes]
     keys = sorted(dict.fromkeys(k for v in values for k in v), key=lambda k: k[0] == "option")  # fields first
     varying = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in values}) > 1]
     labels = []
     for recipe, v in zip(recipes, values):
-        named = [f"{k[1]}={_shown(v[k])}" for k in varying if k in v and not _is_default(k, v[k], recipe["method"])]
+        named = [f"{k[1]}={_shown(v[k])}" for k in varying if k in v and not _is_default(k, v[k])]
         labels.append(recipe["method"] + (f" ({', '.join(named)})" if named else ""))
     return labels
 

@@ -49,7 +49,7 @@ def _values(recipe: dict, x: str) -> dict[tuple[str, str], object]:
 
 def _is_default(key: tuple[str, str], value) -> bool:
     """A recipe field at its default. An option a cell sets is never a default here: the method's
-    defaults depend on the teacher's family and on when the cell ran (``mir-plus``), so an option
+    defaults may depend on the teacher's family and on when the cell ran, so an option
     given is always named."""
     kind, name = key
     return kind == "field" and value == recipe_defaults().get(name)

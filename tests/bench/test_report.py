@@ -135,6 +135,9 @@ def test_a_variant_is_named_by_the_options_its_cells_recorded():
     lines[1]["summary"]["method_options"] = {**get_method("mir").options, "optimizer": "adamw", "warmup": 0.05}
     plus = ablation(aggregate(lines))[-1]
     assert "| mir-plus (optimizer=adamw, warmup=0.05) | 85.00 +- 0.00 |" in plus
+    # a cell from before cells recorded their options: named by the method's defaults of then
+    older = ablation(aggregate(lines[:1] + [_variant("mir-plus", 1, 85.0)]))[-1]
+    assert "| mir-plus (augment=randaugment, mix=mixup, schedule=cosine, stages=1.0) | 85.00 +- 0.00 |" in older
 
 
 def test_each_ingredient_on_top_of_the_others_pairs_runs_that_differ_by_one():

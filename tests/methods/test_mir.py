@@ -316,7 +316,7 @@ def test_mir_plus_takes_its_defaults_from_the_teachers_family(teacher20):
 
     assert settings(vit) == {**plus.options, **plus.family_options["transformer"]}
     assert settings(vit)["optimizer"] == "adamw" and settings(vit)["mix"] == "none"
-    assert settings(teacher20[0]) == plus.options and settings(teacher20[0])["optimizer"] == "sgd"
+    assert settings(teacher20[0]) == plus.options and settings(teacher20[0])["mix"] == "mixup"
     assert settings(vit, optimizer="sgd", mix="cutmix")["optimizer"] == "sgd"
     result = api.compress(vit, data=few, samples=4, method="mir-plus", iterations=1, eval_data=None,
                           data_config=teacher20[1], progress=False)

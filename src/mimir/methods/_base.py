@@ -56,6 +56,9 @@ class Method:
     #: defaults that differ by model family, over ``options``: ``{"transformer": {...}}`` applies to
     #: a teacher with multi-head attention (see :func:`~mimir.models.anatomy.model_family`)
     family_options: ClassVar[dict[str, dict[str, float | int | str]]] = {}
+    #: the defaults of runs made before each run recorded the options in effect (``method_options``
+    #: in its summary), where they differ from ``options``: reports read older records with them
+    unrecorded_options: ClassVar[dict[str, float | int | str] | None] = None
     choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     ranges: ClassVar[dict[str, str]] = {}
     #: options that make a run as short as it can be, for tests and dry-run grids (a layer-wise

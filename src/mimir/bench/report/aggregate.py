@@ -196,8 +196,12 @@ def changes(row: Row) -> dict:
         return {}
     options = row.recipe.get("options") or {}
     # the options in effect as the cell recorded them (a family's defaults, defaults of the time);
-    # the method's present defaults and the cell's options for records older than that
-    effective = row.method_options if row.method_options is not None else {**get_method(row.method).options, **options}
+    # for records older than that, the method's defaults of then and the cell's options
+    if row.method_options is not None:
+        effective = row.method_options
+    else:
+        method = get_method(row.method)
+        effective = {**(method.unrecorded_options or method.options), **options}
     plain = get_method(base).options
     return {k: v for k, v in effective.items() if plain.get(k) != v}
 

@@ -91,9 +91,9 @@ def test_torchrun_two_processes_equal_one(tmp_path, option):
     move weights by ~1e-3), short enough that float noise (~1e-6 per step, growing) stays below 2e-4.
     mir-plus too (MixUp, RandAugment, stage matching): each image's view is drawn from its place in
     the global batch and the global batch is mixed before it is split, so two shards see the views
-    one process sees. Its views are under test, not its optimiser: with SGD, as AdamW divides each
-    gradient by its own running size, so float noise in a gradient near zero moves a weight by up to
-    the learning rate and would hide the comparison."""
+    one process sees. It runs with SGD: its views are under test, not its optimiser, and AdamW
+    divides each gradient by its own running size, so float noise in a gradient near zero would move
+    a weight by up to the learning rate and hide the comparison."""
     args = RUN + ["--iterations", "3"] + option
     code, _, err = _finish(_mimir(args + ["--out", "one.pt"], tmp_path))
     assert code == 0, err

@@ -362,3 +362,13 @@ def test_a_group_whose_cells_ran_on_different_devices_warns_that_its_times_do_no
     warned = mixed_devices(lines)
     assert len(warned) == 1 and "resnet20, channels:0.5, 50 samples ran on 3 devices" in warned[0]
     assert "times do not compare" in render_markdown(lines, "r.jsonl")
+
+
+def test_a_cell_run_twice_counts_once_and_its_latest_line_wins(tmp_path):
+    rerun = dict(LINES[0], summary=dict(LINES[0]["summary"], compressed=dict(LINES[0]["summary"]["compressed"])))
+    rerun["summary"]["compressed"]["accuracy"] = LINES[0]["summary"]["compressed"]["accuracy"] + 0.75
+    results = tmp_path / "r.jsonl"
+    results.write_text("\n".join(json.dumps(line) for line in LINES + [rerun]) + "\n")
+    text = write_report(results, tmp_path / "docs").read_text()
+    assert "6 finished cells, 2 failed or superseded lines" in text   # the error line and the earlier run
+    assert EXPECTED not in text   # the mean moved with the rerun's accuracy: the latest line is the one counted

@@ -62,16 +62,23 @@ def _setting(recipe: dict, varying: list[str]) -> str:
                      for k in varying)
 
 
-def _seed_groups(records: list[dict]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-    """The finished lines grouped by their recipe without the seed (latest line per cell key wins),
-    and each group's recipe; both keyed by the recipe's JSON."""
+def finished(records: list[dict]) -> list[dict]:
+    """The finished lines, one per cell: where a cell was run twice (a rerun, or a worker that
+    outlived its stopped run), its latest line supersedes the earlier ones."""
     latest: dict[str, dict] = {}
     for r in records:
         if r.get("status") == "ok":
+            latest.pop(r["key"], None)   # re-inserted, so the order is that of the latest lines
             latest[r["key"]] = r
+    return list(latest.values())
+
+
+def _seed_groups(records: list[dict]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """The finished lines grouped by their recipe without the seed (latest line per cell key wins),
+    and each group's recipe; both keyed by the recipe's JSON."""
     groups: dict[str, list[dict]] = defaultdict(list)
     recipes: dict[str, dict] = {}
-    for r in latest.values():
+    for r in finished(records):
         recipe = {k: v for k, v in recipe_of(r).items() if k != "seed"}
         key = json.dumps(recipe, sort_keys=True)
         groups[key].append(r)

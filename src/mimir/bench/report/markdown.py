@@ -16,6 +16,7 @@ from mimir.bench.report.aggregate import (
     busy_seconds,
     by_method,
     data_of,
+    finished,
     labelled,
     leave_one_out,
     mixed_devices,
@@ -125,7 +126,7 @@ def _display_name(method: str) -> str:
 def _header(records: list[dict], ok: list[dict], rows: list[Row], results: str, command: str) -> list[str]:
     """The title, where the numbers come from, and when, where and with what they were measured."""
     compute = sum(r["wall_seconds"] for r in ok)
-    finished = sorted(r["finished_at"] for r in ok)
+    ended = sorted(r["finished_at"] for r in ok)
     versions = ok[-1]["versions"] if ok else {}
     commits = sorted({r.get("commit", "unknown") for r in ok})
     devices = sorted({r.get("device") or r.get("summary", {}).get("device") or "unrecorded" for r in ok})
@@ -135,8 +136,8 @@ def _header(records: list[dict], ok: list[dict], rows: list[Row], results: str, 
              f"{len(records) - len(ok)} failed or superseded lines)."]
     if command:
         lines += ["", f"Grid command: `{command}`"]
-    if finished:
-        lines += ["", f"Cells finished between {finished[0]} and {finished[-1]} (UTC); {_busy(ok)} "
+    if ended:
+        lines += ["", f"Cells finished between {ended[0]} and {ended[-1]} (UTC); {_busy(ok)} "
                       f"({compute / 3600:.2f} hours of cell time summed over parallel workers); {_cell_minutes(ok)}; "
                       f"iterations per iterative method: {', '.join(map(str, iterations))}; code: "
                       f"{', '.join(commits)}; devices: {'; '.join(devices)}; versions: "
@@ -219,7 +220,7 @@ def _plots_section(rows: list[Row]) -> list[str]:
 def render_markdown(records: list[dict], results: str, command: str = "") -> str:
     """The text of ``RESULTS.md``: a function of the result lines alone (its date is the last
     cell's), so regenerating it from the same file gives the same text."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = finished(records)
     rows = aggregate(records)
     lines = (_header(records, ok, rows, results, command) + _results_section(rows) + _ablation_section(rows)
              + _leave_one_out_section(rows) + _time_section(rows) + _synthetic_section(records) + _plots_section(rows))
@@ -236,7 +237,7 @@ def _summary_end(name: str) -> str:
 
 def _summary(records: list[dict]) -> list[str]:
     """The lines of a summary block between its markers: cells, time, who won where."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = finished(records)
     if not ok:
         return []
     return [f"{len(ok)} cells; {_cell_minutes(ok)}; {_busy(ok)}. Who won where:", ""] + [

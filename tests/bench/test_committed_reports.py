@@ -15,6 +15,7 @@ REPORTS = {  # results name -> (report folder, the grid command the report quote
     "beyond-mir": ("docs/beyond-mir", "mimir bench benchmarks/beyond-mir.yaml --workers 2"),
     "beyond-mir-long": ("docs/beyond-mir-long", "mimir bench benchmarks/beyond-mir-long.yaml --workers 2"),
     "beyond-mir-cnn": ("docs/beyond-mir-cnn", "mimir bench benchmarks/beyond-mir-cnn.yaml --workers 2"),
+    "beyond-mir-vit": ("docs/beyond-mir-vit", "mimir bench benchmarks/beyond-mir-vit.yaml --workers 2"),
 }
 SUMMARY_PAGES = {  # results name -> the hand-written page holding its `mimir report --readme` summary block
     "fashion-mnist": "docs/BENCHMARKS.md",
@@ -22,6 +23,7 @@ SUMMARY_PAGES = {  # results name -> the hand-written page holding its `mimir re
     "beyond-mir": "docs/BEYOND-MIR.md",
     "beyond-mir-long": "docs/BEYOND-MIR.md",
     "beyond-mir-cnn": "docs/BEYOND-MIR.md",
+    "beyond-mir-vit": "docs/BEYOND-MIR.md",
 }
 DEPLOY_PAGE = "docs/SHIPPING.md"  # holds the `<!-- deploy_speed -->` block
 GENERATED = {"docs/RESULTS.md", "docs/DEPLOY.md", "docs/SPEED.md", "docs/INT8.md"}  # written by commands only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -12,10 +13,13 @@ from pathlib import Path
 import timm
 
 from mimir import api
+from mimir._version import library_versions
 from mimir.bench import aggregate, dry_run_config, load_config, read_results, run_bench, winners, write_report
+from mimir.bench.cells import finished_keys, finished_records, outdated
+from mimir.bench.config import check_inputs
 from mimir.bench.executors import cell_states, log_folder, submit
 from mimir.bench.report import mixed_devices, update_readme
-from mimir.bench.store import finished_keys
+from mimir.bench.runner import Stopped
 from mimir.cluster import EXECUTORS, Resources, require, submit_compress
 from mimir.engine import TrainingInterrupted
 from mimir.errors import MimirError
@@ -487,9 +491,11 @@ def _run_bench(args) -> int:
                                                         array=max(1, len(todo)))))
         return 0
     if args.list:
-        done = finished_keys(results)
+        records = read_results(results)
+        done, rerun = finished_keys(records, config.cells), {c.key for c in outdated(records, config.cells)}
         for cell in config.cells:
-            print(f"{'done ' if cell.key in done else 'to do'}  {cell.key}  {cell.describe()}")
+            print(f"{'done ' if cell.key in done else 'to do'}  {cell.key}  {cell.describe()}" +
+                  (" (ran before with other defaults: runs again)" if cell.key in rerun else ""))
         return 0
     if args.executor != "local":
         return _submit_bench(args, config, results, resources)
@@ -502,6 +508,7 @@ def _run_bench(args) -> int:
 def _submit_bench(args, config, results: str, resources: Resources) -> int:
     """Submit the cells neither finished nor waiting; failed ones are named first, with their logs."""
     require(args.executor)
+    check_inputs(config)
     states = cell_states(config.cells, results)
     for cell in config.cells:
         if states[cell.key].state == "failed":
@@ -517,8 +524,8 @@ def _submit_bench(args, config, results: str, resources: Resources) -> int:
             print(f"submitted job array {str(jobs[0].job_id).split('_')[0]} ({len(jobs)} cells), logs in "
                   f"{log_folder(results)}; follow it with: mimir bench {args.config} --status")
         return 0
-    records = {r["key"]: r for r in read_results(results) if r["key"] in {c.key for c in todo}}
-    failed = [c for c in todo if records.get(c.key, {}).get("status") != "ok"]
+    done = finished_records(read_results(results), todo)
+    failed = [c for c in todo if c.key not in done]
     print(f"{len(todo) - len(failed)} cells finished, {len(failed)} failed; results in {results}")
     return 1 if failed else 0
 
@@ -604,7 +611,10 @@ def _run_methods(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimir", description="Few-sample network compression (MiR and baselines).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true", help="print mimir's version and exit (with -v: also the "
+                                                               "versions of Python and the libraries it runs on)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="with --version: every library's version")
+    sub = parser.add_subparsers(dest="command")
     _add_compress(sub)
     _add_evaluate(sub)
     _add_export(sub)
@@ -627,9 +637,22 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _print_version(verbose: bool) -> int:
+    found = library_versions()
+    print(f"mimir {found.pop('mimir')}")
+    if verbose:
+        for name, version in found.items():
+            print(f"  {name:<14}{version}")
+    return 0
 
-    args = build_parser().parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return _print_version(args.verbose)
+    if args.command is None:
+        parser.error("a command is required (mimir --help lists them)")
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # "warning: skipped 2 unreadable ...", no source line
@@ -642,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted: checkpoint written to {stop.path}; run the same command with --resume to continue",
                   file=sys.stderr)
         return 130
+    except Stopped as stop:   # a grid stopped by a signal: its finished cells are kept
+        print(f"stopped by {signal.Signals(stop.signum).name}: every cell was stopped, the finished ones are kept; "
+              "the same command continues", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

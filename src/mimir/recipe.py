@@ -33,11 +33,6 @@ from mimir.prune import HEAD_PRUNING, IMPORTANCES, parse_scheme
 from mimir.quantize import CALIBRATIONS, QUANTIZE, RECOVERIES
 from mimir.resolve import is_own_code
 
-#: fields of the benchmark cells written before recipes existed; a cell's key hashes these, plus
-#: any later field that differs from its default, so results files written then keep their keys
-_KEYED_ALWAYS = ("teacher", "weights", "prune", "method", "samples", "seed", "iterations", "batch_size", "data",
-                 "eval_data", "input_size", "options")
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -217,6 +212,8 @@ class Recipe:
                                      needs={"quantize": "int8"})
 
     def __post_init__(self) -> None:
+        if self.eval_data == "none":   # the word means no evaluation wherever it is written (flag, YAML, grid)
+            object.__setattr__(self, "eval_data", None)
         for f in fields(self):
             _check_field(self, f)
         for name in ("mean", "std"):
@@ -284,12 +281,9 @@ class Recipe:
 
     @property
     def key(self) -> str:
-        """A stable 16-hex id of the recipe (what benchmark resumption and checkpoints match on)."""
-        d = self.to_dict()
-        defaults = recipe_defaults()
-        keyed = {k: d[k] for k in _KEYED_ALWAYS}
-        keyed.update({k: v for k, v in d.items() if k not in _KEYED_ALWAYS and v != defaults[k]})
-        return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+        """A stable 16-hex id of every field (what a training checkpoint is matched on; a benchmark
+        cell's key also resolves defaults and the method's options: :mod:`mimir.bench.cells`)."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         extra = (f" round_to={self.round_to}" if self.round_to else "") + (
@@ -378,10 +372,6 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
-def _eval_data(text: str) -> str | None:
-    return None if text == "none" else text
-
-
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     """One ``mimir compress`` flag per recipe field that has one, typed and helped from its
     declaration; an unset flag stays unset (``argparse.SUPPRESS``), so ``--recipe FILE`` supplies it."""
@@ -399,8 +389,7 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
         elif name == "options":
             kw.update(action="append", metavar=s.metavar)
         else:
-            kw["type"] = {int: int, float: float}.get(kind, _floats if typing.get_origin(kind) is tuple else
-                                                      (_eval_data if name == "eval_data" else str))
+            kw["type"] = {int: int, float: float}.get(kind, _floats if typing.get_origin(kind) is tuple else str)
             if s.metavar:
                 kw["metavar"] = s.metavar
         parser.add_argument(flag, **kw)

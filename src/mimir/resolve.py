@@ -12,6 +12,7 @@ a model nothing describes gets announced assumptions (:func:`assumed_config`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from mimir.models import (
     timm_name,
     wrap_model,
 )
+from mimir.models.anatomy import model_family
 from mimir.teachers.bundled import bundled_teacher_path, bundled_teachers
 
 
@@ -90,6 +92,19 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None, fe
     r = resolve_model(teacher, weights, feature_layer=feature_layer, data_config=data_config, given=given,
                       trust_code=trust_code)
     return r.model, r.config
+
+
+@functools.lru_cache(maxsize=64)
+def architecture_family(reference: str) -> str:
+    """The family (:func:`~mimir.models.anatomy.model_family`) of the model ``reference`` names, from
+    its architecture alone: a registry or timm name is built with random weights (no weights file
+    is read, none is needed), a mimir file or a ``MODULE:CALLABLE`` is loaded. What a benchmark
+    cell's method options resolve to before the cell runs (:mod:`mimir.bench.cells`)."""
+    if is_model(reference):
+        return model_family(create_model(reference))
+    if is_own_code(reference):
+        return model_family(build_from_factory(reference))
+    return model_family(resolve_model(reference).model)
 
 
 # ----------------------------------------------------------------------------- the kinds of reference
@@ -223,4 +238,4 @@ def _config_of(net: nn.Module, given: dict, what: str = "the model") -> DataConf
     return assumed_config(convs[0].in_channels, linears[-1].out_features, given, what)
 
 
-__all__ = ["Resolved", "assumed_config", "first_conv_name", "is_own_code", "load_teacher", "resolve_model"]
+__all__ = ["Resolved", "architecture_family", "assumed_config", "first_conv_name", "is_own_code", "load_teacher", "resolve_model"]

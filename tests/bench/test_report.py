@@ -58,6 +58,22 @@ def test_report_command(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_report_names_unreadable_lines_and_refuses_a_file_without_records(tmp_path, capsys):
+    from mimir.cli import main
+
+    results = tmp_path / "r.jsonl"
+    results.write_text(json.dumps(LINES[0]) + "\nnot json\n" + json.dumps(LINES[1]) + "\n[1, 2]\n")
+    assert main(["report", str(results), "--out", str(tmp_path / "docs")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable line(s)" in err and "(line 2, 4)" in err
+    results.write_text("this is not a results file\n")
+    assert main(["report", str(results), "--out", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("warning: skipped 1 unreadable line(s)") and "(line 1)" in err[0]
+    assert err[1].startswith("error: ") and "holds no result 'mimir bench' wrote" in err[1] and len(err) == 2
+    assert not (tmp_path / "empty").exists()   # nothing written
+
+
 def test_results_far_below_the_teacher_are_named_under_the_axis():
     from mimir.bench.report.plots import _below_note, _y_range
 

@@ -3,7 +3,7 @@
 import json
 import multiprocessing
 
-from mimir.bench.store import cells_folder, finished_keys, merge, read_results, write_record
+from mimir.bench.store import cells_folder, merge, read_results, write_record
 
 
 def _writer(results: str, worker: int, count: int) -> None:
@@ -47,6 +47,21 @@ def test_unmerged_records_are_read_and_a_rerun_of_a_failed_cell_is_kept_beside_i
     results.with_name("grid.jsonl").touch()
     rows = read_results(results)
     assert sorted(r["status"] for r in rows) == ["error", "ok"]
-    assert finished_keys(results) == {"a"}
+    assert _finished(results) == {"a"}
     results.write_text(results.read_text() + '{"key": "b", "sta')   # a line cut short by a kill
-    assert finished_keys(results) == {"a"}
+    assert _finished(results) == {"a"}
+
+
+def _finished(results) -> set[str]:
+    return {r["key"] for r in read_results(results) if r.get("status") == "ok"}
+
+
+def test_a_record_merged_after_a_line_cut_short_starts_a_line_of_its_own(tmp_path):
+    results = tmp_path / "grid.jsonl"
+    write_record(results, {"key": "a", "status": "ok"})
+    merge(results)
+    results.write_text(results.read_text() + '{"key": "b", "sta')   # the merging process was killed here
+    write_record(results, {"key": "c", "status": "ok"})
+    merge(results)
+    assert _finished(results) == {"a", "c"}
+    assert results.read_text().endswith("\n")

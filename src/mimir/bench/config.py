@@ -45,11 +45,15 @@ from pathlib import Path
 
 import yaml
 
+from mimir.bench.cells import Cell, make_cell
 from mimir.cluster import Resources
+from mimir.data.synthetic import parse_synthetic
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods
+from mimir.models import is_model
 from mimir.prune import parse_scheme
 from mimir.recipe import Recipe, grid_key_of, recipe_defaults, setting_problem, settings
+from mimir.teachers.bundled import bundled_teacher_path
 
 #: top-level keys that are not recipe settings
 _STRUCTURE = ("name", "order", "grid", "slurm")
@@ -63,7 +67,7 @@ _AXES = ("teacher", "prune", "samples", "seed", "method", "importance", "options
 @dataclass
 class BenchConfig:
     name: str
-    cells: list[Recipe]
+    cells: list[Cell]
     source: str = ""
     resources: Resources = field(default_factory=Resources)   # the ``slurm:`` section: each cell's job
 
@@ -194,7 +198,7 @@ def _check_options(variants: list[dict], methods: list[str], at: str) -> None:
                                                f"({', '.join(methods)}; see 'mimir methods')")
 
 
-def _row_cells(settings_: dict[str, list], at: str) -> list[Recipe]:
+def _row_cells(settings_: dict[str, list], at: str) -> list[Cell]:
     """The row's cells: one per choice of every listed value, ``_AXES`` outermost first (scheme by
     scheme; within a scheme sample sizes in the order given, every seed, method, importance and
     option variant of one size before the next)."""
@@ -209,24 +213,28 @@ def _row_cells(settings_: dict[str, list], at: str) -> list[Recipe]:
         fields = {k: v for part in choice for k, v in part.items()}
         fields["options"] = method_options(fields["method"], fields.get("options", {}))
         try:
-            cells.append(Recipe(**fields))
+            recipe = Recipe(**fields)
         except MimirError as err:
             raise _fail(at, err.problem) from None
+        try:
+            cells.append(make_cell(recipe, at))
+        except MimirError as err:   # the teacher's architecture could not be built
+            raise MimirError(f"{at}.teacher: {err.problem}", err.fix) from None
     return cells
 
 
-def _unique(cells: list[Recipe]) -> list[Recipe]:
+def _unique(cells: list[Cell]) -> list[Cell]:
     """The first of each cell key: option variants a method does not read give identical cells."""
-    unique: dict[str, Recipe] = {}
+    unique: dict[str, Cell] = {}
     for c in cells:
         unique.setdefault(c.key, c)
     return list(unique.values())
 
 
-def _ordered(cells: list[Recipe], order: str) -> list[Recipe]:
+def _ordered(cells: list[Cell], order: str) -> list[Cell]:
     """``order: seeds``: every row's first seed before any row's second (a grid stopped part-way
     leaves every setting with the same seeds); within a seed, the rows' order."""
-    return sorted(cells, key=lambda c: c.seed) if order == "seeds" else cells
+    return sorted(cells, key=lambda c: c.recipe.seed) if order == "seeds" else cells
 
 
 def parse_config(raw: dict, source: str = "") -> BenchConfig:
@@ -245,6 +253,27 @@ def parse_config(raw: dict, source: str = "") -> BenchConfig:
         raise _fail("slurm", f"a cell runs on one node (nodes: {resources.nodes}); drop nodes "
                              "(mimir compress --executor slurm --nodes N runs one long run on several)")
     return BenchConfig(name, _ordered(_unique(cells), order), source, resources)
+
+
+def check_inputs(config: BenchConfig, random_weights: bool = False) -> None:
+    """That what every cell reads is there, for the whole grid before any cell runs: its data,
+    extra_data and eval_data folders, its weights file, or (without one) a bundled teacher.
+    ``random_weights``: the cells run with random weights (a dry run), so no weights are read."""
+    for cell in config.cells:
+        r = cell.recipe
+        for name in ("data", "extra_data", "eval_data"):
+            value = getattr(r, name)
+            if value in (None, "auto", "fashion-mnist") or parse_synthetic(value) is not None or Path(value).exists():
+                continue
+            hint = " (eval_data: none means no evaluation)" if name == "eval_data" else ""
+            raise _fail(f"{cell.at}.{name}", f"folder '{value}' does not exist{hint}")
+        if random_weights:
+            continue
+        if r.weights is not None and not Path(r.weights).is_file():
+            raise _fail(f"{cell.at}.teacher.weights", f"file '{r.weights}' does not exist")
+        if r.weights is None and is_model(r.teacher) and bundled_teacher_path(r.teacher) is None:
+            raise _fail(f"{cell.at}.teacher", f"no trained teacher is bundled for '{r.teacher}': give "
+                                              f"{{name: {r.teacher}, weights: FILE}}")
 
 
 def method_options(method: str, options: dict) -> dict:

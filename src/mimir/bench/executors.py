@@ -14,11 +14,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mimir.bench.cells import Cell, finished_records
 from mimir.bench.runner import run_cell_job
 from mimir.bench.store import read_results
 from mimir.cluster import Resources, make_executor
 from mimir.core import atomic_write, file_lock
-from mimir.recipe import Recipe
 
 #: submitit's job states that mean the job is still to finish
 WAITING = {"PENDING": "queued", "REQUEUED": "queued", "CONFIGURING": "queued", "RUNNING": "running",
@@ -41,7 +41,7 @@ def submitted(results: str | Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def submit(cells: list[Recipe], results: str | Path, bench: str, executor: str, resources: Resources) -> list:
+def submit(cells: list[Cell], results: str | Path, bench: str, executor: str, resources: Resources) -> list:
     """Submit ``cells`` as one job array; their submitit jobs (recorded in the grid's job registry).
     ``submitit-local`` runs them as processes of this machine, ``array_parallelism`` at a time,
     and returns when they have finished."""
@@ -64,7 +64,7 @@ def submit(cells: list[Recipe], results: str | Path, bench: str, executor: str, 
     return jobs
 
 
-def _register(results: str | Path, cells: list[Recipe], jobs: list, executor: str, folder: Path) -> None:
+def _register(results: str | Path, cells: list[Cell], jobs: list, executor: str, folder: Path) -> None:
     with file_lock(_registry(results).with_suffix(".lock")):
         registry = submitted(results)
         for cell, job in zip(cells, jobs):
@@ -79,13 +79,14 @@ class CellState:
     log: str = ""         # where the job's log is
 
 
-def cell_states(cells: list[Recipe], results: str | Path) -> dict[str, CellState]:
-    """What each cell is: finished (its record), waiting or running (its job's state), failed (the
-    last record's error, or the job's state and the last line of its log), or not submitted."""
-    records: dict[str, dict] = {}
-    for r in read_results(results):   # a finished record stands; of failed ones, the latest
-        if records.get(r["key"], {}).get("status") != "ok":
-            records[r["key"]] = r
+def cell_states(cells: list[Cell], results: str | Path) -> dict[str, CellState]:
+    """What each cell is: finished (a record that ran it), waiting or running (its job's state),
+    failed (the last record's error, or the job's state and the last line of its log), or not
+    submitted."""
+    lines = read_results(results)
+    # a failed record carries the key of the cell it was written for; of such records, the latest
+    records: dict[str, dict] = {r["key"]: r for r in lines if r.get("status") != "ok"}
+    records.update(finished_records(lines, cells))   # a finished record stands
     registry = submitted(results)
     states = {}
     for cell in cells:

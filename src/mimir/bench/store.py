@@ -45,6 +45,7 @@ def merge(results: str | Path) -> int:
     appended = 0
     with file_lock(results.with_name(results.name + ".lock")):
         present = {r.get("run_id") for r in _lines(results)}
+        _end_line(results)
         for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
             try:
                 record = json.loads(path.read_text())
@@ -79,8 +80,20 @@ def read_results(path: str | Path) -> list[dict]:
     return rows
 
 
-def finished_keys(path: str | Path) -> set[str]:
-    return {r["key"] for r in read_results(path) if r.get("status") == "ok"}
+def unreadable_lines(path: str | Path) -> list[int]:
+    """The numbers (from 1) of the non-empty lines of ``path`` that are not a record: not JSON (cut
+    short by a crash, or another file altogether), or JSON without a cell key."""
+    bad = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "key" not in row:
+            bad.append(number)
+    return bad
 
 
 def _lines(path: Path) -> list[dict]:
@@ -93,3 +106,15 @@ def _lines(path: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def _end_line(path: Path) -> None:
+    """End a last line that a process killed while appending left without its newline, so that the
+    next record starts a line of its own (the cut line stays unreadable; its record is appended
+    again from the file it was merged from, which is removed only after it is whole)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            f.write(b"\n")

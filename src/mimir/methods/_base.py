@@ -80,14 +80,17 @@ class Method:
         """Lines the method adds to the text summary of a run, before the table (e.g. a ranking)."""
         return []
 
-    def defaults(self, teacher: nn.Module | None = None) -> dict[str, float | int | str]:
-        """Every option's default for ``teacher``: ``options`` with its family's changes."""
-        family = self.family_options.get(model_family(teacher), {}) if teacher is not None else {}
-        return {**self.options, **family}
+    def family_defaults(self, family: str | None) -> dict[str, float | int | str]:
+        """Every option's default for a teacher of ``family`` (see :func:`~mimir.models.anatomy.model_family`)."""
+        return {**self.options, **self.family_options.get(family, {})}
+
+    def in_effect(self, options: dict, family: str | None) -> dict[str, float | int | str]:
+        """Every option's value in a run given ``options`` on a teacher of ``family``."""
+        return {key: type(default)(options.get(key, default)) for key, default in self.family_defaults(family).items()}
 
     def settings(self, inp: MethodInput) -> dict[str, float | int | str]:
         """Every option's value in the run ``inp``: the given ones over the teacher's defaults."""
-        return {key: type(default)(inp.options.get(key, default)) for key, default in self.defaults(inp.teacher).items()}
+        return self.in_effect(inp.options, model_family(inp.teacher))
 
     def option(self, inp: MethodInput, key: str) -> float | int | str:
         return self.settings(inp)[key]

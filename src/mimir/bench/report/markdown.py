@@ -4,6 +4,7 @@ holds, and :func:`write_report`, which writes the report with its plots."""
 from __future__ import annotations
 
 import statistics
+import warnings
 from pathlib import Path
 
 from mimir._readme import replace_block
@@ -26,7 +27,8 @@ from mimir.bench.report.aggregate import (
 )
 from mimir.bench.report.plots import plot, plot_names
 from mimir.bench.report.synthetic import plot_synthetic, synthetic_sets
-from mimir.bench.store import read_results
+from mimir.bench.store import read_results, unreadable_lines
+from mimir.errors import MimirError
 from mimir.methods import get_method
 
 
@@ -256,8 +258,18 @@ def update_readme(readme: str | Path, records: list[dict], name: str) -> bool:
 
 
 def write_report(results: str | Path, out_dir: str | Path, command: str = "") -> Path:
-    """Write ``RESULTS.md`` and its plots into ``out_dir``; returns the Markdown path."""
+    """Write ``RESULTS.md`` and its plots into ``out_dir``; returns the Markdown path. Lines that
+    are not records are named in a warning; a file with no record at all is refused, nothing written."""
     records = read_results(results)
+    bad = unreadable_lines(results)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable line(s) of '{results}' (line {shown}): not a record "
+                      "'mimir bench' writes", stacklevel=2)
+    if not records:
+        raise MimirError(f"'{results}' holds no result 'mimir bench' wrote" + (" (no line is a record)" if bad else
+                                                                                " (it is empty)"),
+                         "give the JSON-lines results file of a grid, e.g. benchmarks/results/fashion-mnist.jsonl")
     rows = aggregate(records)
     out_dir = Path(out_dir)
     if rows:

@@ -146,6 +146,22 @@ def test_user_model_feature_layer_that_does_not_exist():
 
 
 @pytest.mark.slow
+def test_version_prints_mimirs_and_with_verbose_the_libraries(capsys):
+    from mimir import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"mimir {__version__}\n"
+    assert main(["--version", "-v"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"mimir {__version__}"
+    named = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert {"python", "torch", "torchvision", "timm", "torch-pruning", "onnxruntime"} <= set(named)
+    assert named["torch"][0].isdigit() and named["onnxruntime"][0].isdigit()
+    with pytest.raises(SystemExit) as stop:   # no command and no --version: usage, exit 2
+        main([])
+    assert stop.value.code == 2 and "a command is required" in capsys.readouterr().err
+
+
 def test_real_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mimir.cli", "compress", "--samples", "-1"],
                           capture_output=True, text=True)

@@ -46,6 +46,8 @@ def test_export_matches_pytorch_in_onnx_runtime(which, dropped_file, tmp_path, c
     assert json.loads(meta["data_config"])["input_size"] == 28
     if which == "dropped":
         assert meta["method"] == "mir" and json.loads(meta["recipe"])["eval_data"] == "fashion-mnist"
+    else:   # no method made the teacher: none is named ("none" is the method that trains nothing)
+        assert "method" not in meta
 
     model = mimir.load(dropped_file[0] if which == "dropped" else mimir.teachers.bundled_teacher_path("resnet20"))
     session = ort_session(out)

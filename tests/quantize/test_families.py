@@ -18,12 +18,21 @@ def _images(channels: int, size: int, n: int = 8) -> UnlabeledImages:
                                          generator=torch.Generator().manual_seed(0)))
 
 
+#: the fast tier quantizes one model of each kind (a CNN, a ViT, a mobile network with depthwise
+#: convolutions and squeeze-excitation); the rest run in the full suite
+FAST = {"resnet20", "vit_p7", "mobilenetv3_small_050"}
+
+
+def _tiered(names: list[str]) -> list:
+    return [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
 def _assert_quantized(q, compute: str) -> None:
     assert q.info["int8"].get(compute, 0) >= 1, q.info     # its convolutions / matrix products run in int8
     assert q.size < 0.5 * q.fp32_size
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", _tiered(list_models()))
 def test_registry_models_quantize(name):
     torch.manual_seed(0)
     model = small_model(name).eval()
@@ -33,7 +42,7 @@ def test_registry_models_quantize(name):
         assert q.info["fp32"]["Softmax"] >= 1 and q.info["fp32"]["LayerNormalization"] >= 1
 
 
-@pytest.mark.parametrize("name", sorted(TESTED_FAMILIES.values()))
+@pytest.mark.parametrize("name", _tiered(sorted(TESTED_FAMILIES.values())))
 def test_timm_families_quantize(name):
     torch.manual_seed(0)
     model = create_model(f"timm:{name}", num_classes=10, **TEST_SIZES.get(name, {})).eval()

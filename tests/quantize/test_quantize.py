@@ -4,6 +4,8 @@ refusals, recovery, and the one-line errors."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -112,6 +114,7 @@ def test_no_vnni_means_seven_bit_weights(monkeypatch):
     assert QuantizeSettings().resolved().reduce_range is False
 
 
+@pytest.mark.slow
 def test_mimic_recovery_lowers_the_fake_quantized_loss_on_held_out_views(teacher20, few, fmnist_test):
     """The fp32 model mimicking its own fp32 map under 4-bit fake-quantized weights (a loss big
     enough to measure in a few steps): the loss on held-out test images must fall by a fifth
@@ -154,13 +157,17 @@ def test_quantize_options_need_quantize(capsys):
     assert "applies with --quantize int8" in capsys.readouterr().err
 
 
-def test_openvino_runs_the_int8_file_where_installed(int8_teacher, tmp_path, capsys):
+def test_openvino_runs_the_int8_file(int8_teacher, tmp_path):
+    # in a process of its own: OpenVINO's threads, loaded into the long test process beside torch's
+    # and ONNX Runtime's, once ended the whole suite in a segfault (docs/SHIPPING.md#openvino)
     pytest.importorskip("openvino")
     _, _, q = int8_teacher
     path = tmp_path / "t.int8.onnx"
     path.write_bytes(q.blob)
-    assert main(["latency", str(path), "--runtime", "openvino", "--batch", "1", "--seconds", "0.05", "--json"]) == 0
-    row = json.loads(capsys.readouterr().out)["runtimes"]["openvino"]["1"]
+    run = subprocess.run([sys.executable, "-m", "mimir", "latency", str(path), "--runtime", "openvino", "--batch", "1",
+                          "--seconds", "0.05", "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(run.stdout)["runtimes"]["openvino"]["1"]
     assert row["student_ms"] > 0 and row["teacher_ms"] > 0 and row["teacher_int8_ms"] > 0
 
 

@@ -76,10 +76,12 @@ class OnnxFile:
 
 def mimir_metadata(model: str, config: DataConfig, recipe: dict | None = None, **extra) -> dict:
     """What every ONNX file mimir writes records: mimir's version and format, the model it was made
-    from, its teacher, method and recipe, and its data configuration."""
+    from, its teacher, the method that compressed it (none named for a model no method made, e.g. a
+    teacher) and its recipe, and its data configuration."""
     recipe = recipe or {}
+    method = {"method": recipe["method"]} if recipe.get("method") else {}
     return {"mimir_version": __version__, "format": FORMAT, "model": model, "teacher": recipe.get("teacher", model),
-            "method": recipe.get("method", "none"), "recipe": recipe, "data_config": config.to_dict(), **extra}
+            **method, "recipe": recipe, "data_config": config.to_dict(), **extra}
 
 
 def with_metadata(proto: onnx.ModelProto, metadata: dict) -> bytes:

@@ -14,6 +14,12 @@ from mimir.models import create_model
 SMALL = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
 
 
+def tiered(names, fast) -> list:
+    """``names`` as pytest parameters: those in ``fast`` in the fast tier, the others marked slow
+    (the full suite runs them all)."""
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
 def small_model(name):
     """Registry model ``name`` shaped for 1-channel 28 px images (random weights)."""
     kwargs = {"num_classes": 10, "in_chans": 1}

@@ -39,6 +39,7 @@ def test_extra_data_is_appended_without_its_labels(tmp_path, fmnist_train, recei
     assert result.recipe.extra_data == str(tmp_path) and plain.recipe.extra_data is None
 
 
+@pytest.mark.slow   # synthesises images, evaluates on the whole test set
 def test_synthetic_data_reaches_the_method_unlabeled(tmp_path, monkeypatch, received):
     import mimir.data.sources as sources
     from mimir.data.synthetic import SynthesisConfig, synthetic_images

@@ -94,17 +94,23 @@ def load_teacher(teacher: str | nn.Module, weights: str | Path | None = None, fe
     return r.model, r.config
 
 
-@functools.lru_cache(maxsize=64)
-def architecture_family(reference: str) -> str:
-    """The family (:func:`~mimir.models.anatomy.model_family`) of the model ``reference`` names, from
-    its architecture alone: a registry or timm name is built with random weights (no weights file
-    is read, none is needed), a mimir file or a ``MODULE:CALLABLE`` is loaded. What a benchmark
-    cell's method options resolve to before the cell runs (:mod:`mimir.bench.cells`)."""
+@functools.lru_cache(maxsize=8)
+def architecture(reference: str) -> nn.Module:
+    """The model ``reference`` names, for what its architecture alone tells (its family, the names
+    of its blocks and layers): a registry or timm name is built with random weights (no weights file
+    is read, none is needed), a mimir file or a ``MODULE:CALLABLE`` is loaded. Built once per
+    reference; what a benchmark grid checks and keys its cells by before any cell runs."""
     if is_model(reference):
-        return model_family(create_model(reference))
+        return create_model(reference).eval()
     if is_own_code(reference):
-        return model_family(build_from_factory(reference))
-    return model_family(resolve_model(reference).model)
+        return build_from_factory(reference).eval()
+    return resolve_model(reference).model
+
+
+def architecture_family(reference: str) -> str:
+    """The family (:func:`~mimir.models.anatomy.model_family`) of the model ``reference`` names:
+    what a benchmark cell's method options resolve to before the cell runs (:mod:`mimir.bench.cells`)."""
+    return model_family(architecture(reference))
 
 
 # ----------------------------------------------------------------------------- the kinds of reference
@@ -238,4 +244,4 @@ def _config_of(net: nn.Module, given: dict, what: str = "the model") -> DataConf
     return assumed_config(convs[0].in_channels, linears[-1].out_features, given, what)
 
 
-__all__ = ["Resolved", "architecture_family", "assumed_config", "first_conv_name", "is_own_code", "load_teacher", "resolve_model"]
+__all__ = ["Resolved", "architecture", "architecture_family", "assumed_config", "first_conv_name", "is_own_code", "load_teacher", "resolve_model"]

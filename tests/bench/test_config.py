@@ -47,6 +47,9 @@ def test_round_to_row_goes_into_every_cell_and_its_key():
     (lambda r: r["grid"][0].update(options=[{"mix": "cutout"}]), "grid[0]: option mix='cutout'"),
     (lambda r: r["grid"][0].update(data="synthetic:x"), "grid[0].data: --data synthetic:x: the number of images"),
     (lambda r: r["grid"][0].update(extra_data=7), "grid[0].extra_data: must be a folder of images or synthetic:N"),
+    (lambda r: r["grid"][0].update(prune=["blocks:layer9.1"]), "grid[0].prune: unknown or non-droppable block 'layer9.1'"),
+    (lambda r: r["grid"][0].update(prune=["channels:fc2=0.5"]), "grid[0].prune: the model has no layer named 'fc2'"),
+    (lambda r: r["grid"][0].update(teacher="no_such_module:build"), "grid[0].teacher: cannot import 'no_such_module:build'"),
 ])
 def test_errors_are_one_line_and_name_the_key(change, key):
     with pytest.raises(MimirError) as err:

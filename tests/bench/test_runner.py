@@ -173,7 +173,7 @@ def test_a_signal_stops_the_bench_and_all_its_workers_and_leaves_nothing_half_wr
             time.sleep(0.2)
             workers = {p for p in _descendants(bench.pid)
                        if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")}
-        time.sleep(3)   # into their cells
+        time.sleep(1.5)   # into their cells
         everyone = _descendants(bench.pid)
         if signum == signal.SIGINT:
             os.killpg(bench.pid, signum)

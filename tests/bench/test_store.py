@@ -15,7 +15,8 @@ def _writer(results: str, worker: int, count: int) -> None:
 
 def test_concurrent_writers_leave_each_record_once_and_whole(tmp_path):
     results = str(tmp_path / "grid.jsonl")
-    context = multiprocessing.get_context("spawn")
+    # forked: the writers start at once (a spawned one would spend seconds importing mimir again)
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     procs = [context.Process(target=_writer, args=(results, w, 25)) for w in range(4)]
     for p in procs:
         p.start()

@@ -77,6 +77,7 @@ def test_a_run_that_does_not_stop_in_time_is_killed_with_all_its_processes(tmp_p
     from mimir.cluster import compress_job
 
     monkeypatch.setattr(compress_job, "GRACE_S", 1)
+    monkeypatch.setattr(compress_job, "SHUTDOWN_MARGIN_S", 0)
     pid_file = tmp_path / "child.pid"
     job = CompressJob([], tmp_path / "c")
     monkeypatch.setattr(job, "command", lambda: [sys.executable, "-c", STUBBORN, str(pid_file)])
@@ -121,6 +122,7 @@ def test_slurm_missing_is_one_line(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow   # a job process that imports mimir, through submitit
 def test_a_failed_job_says_the_runs_own_error_and_where_its_log_is(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))
     code = main(["compress", *SMALL, "--teacher", "resnet50", "--executor", "submitit-local",

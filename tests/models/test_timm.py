@@ -19,9 +19,12 @@ from mimir.models.anatomy import attention_modules, residual_blocks
 from mimir.models.timm_models import TEST_SIZES, TESTED_FAMILIES
 from mimir.prune import prune
 from mimir.resolve import load_teacher
+from tests.helpers import tiered
 
 FAMILIES = sorted(TESTED_FAMILIES.values())
 VITS = [n for n in FAMILIES if "vit" in n or "deit" in n]
+#: the families the fast tier prunes, drops blocks of and saves: a ResNet, a mobile network, a ViT
+FAST = {"resnet18", "mobilenetv3_small_050", "vit_tiny_patch16_224"}
 
 
 def _model(name):
@@ -44,7 +47,7 @@ def test_head_of_body_is_the_model(name):
     assert features.dim() == (3 if name in VITS else 4)   # tokens before pooling, or a map
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", tiered(FAMILIES, FAST))
 @pytest.mark.parametrize("scheme", ["channels:0.5", "channels-all:0.5"])
 def test_pruning_keeps_the_heads_input_and_the_file_reloads(name, scheme, tmp_path):
     teacher = _model(name)
@@ -63,7 +66,7 @@ def test_pruning_keeps_the_heads_input_and_the_file_reloads(name, scheme, tmp_pa
     assert config == teacher.default_data_config()
 
 
-@pytest.mark.parametrize("name", [n for n in FAMILIES if residual_blocks(_model(n))])
+@pytest.mark.parametrize("name", tiered([n for n in FAMILIES if residual_blocks(_model(n))], FAST))
 def test_dropping_a_block(name, tmp_path):
     teacher = _model(name)
     x = _x(teacher)
@@ -206,7 +209,7 @@ def test_models_page_table_is_what_mimir_models_timm_prints():
 
 
 @pytest.mark.parametrize("fmt", ["pt", "safetensors"])
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", tiered(FAMILIES, FAST))
 def test_timm_weights_load_in_both_formats(name, fmt, tmp_path):
     """A plain timm state dict as torch.save writes it and as safetensors (timm's hub format, keys
     sorted) loads into the same model: input channels come from the model's own first conv, never

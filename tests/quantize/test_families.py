@@ -10,7 +10,7 @@ from mimir.data import UnlabeledImages
 from mimir.models import create_model, list_models
 from mimir.models.timm_models import TEST_SIZES, TESTED_FAMILIES
 from mimir.quantize import quantize_model
-from tests.helpers import small_model
+from tests.helpers import small_model, tiered
 
 
 def _images(channels: int, size: int, n: int = 8) -> UnlabeledImages:
@@ -18,13 +18,9 @@ def _images(channels: int, size: int, n: int = 8) -> UnlabeledImages:
                                          generator=torch.Generator().manual_seed(0)))
 
 
-#: the fast tier quantizes one model of each kind (a CNN, a ViT, a mobile network with depthwise
-#: convolutions and squeeze-excitation); the rest run in the full suite
-FAST = {"resnet20", "vit_p7", "mobilenetv3_small_050"}
-
-
-def _tiered(names: list[str]) -> list:
-    return [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in names]
+#: the fast tier quantizes a CNN and a ViT; every other registry model and timm family (the mobile
+#: networks' depthwise convolutions and squeeze-excitation among them) runs in the full suite
+FAST = {"resnet20", "vit_p7"}
 
 
 def _assert_quantized(q, compute: str) -> None:
@@ -32,7 +28,7 @@ def _assert_quantized(q, compute: str) -> None:
     assert q.size < 0.5 * q.fp32_size
 
 
-@pytest.mark.parametrize("name", _tiered(list_models()))
+@pytest.mark.parametrize("name", tiered(list_models(), FAST))
 def test_registry_models_quantize(name):
     torch.manual_seed(0)
     model = small_model(name).eval()
@@ -42,7 +38,7 @@ def test_registry_models_quantize(name):
         assert q.info["fp32"]["Softmax"] >= 1 and q.info["fp32"]["LayerNormalization"] >= 1
 
 
-@pytest.mark.parametrize("name", _tiered(sorted(TESTED_FAMILIES.values())))
+@pytest.mark.parametrize("name", tiered(sorted(TESTED_FAMILIES.values()), FAST))
 def test_timm_families_quantize(name):
     torch.manual_seed(0)
     model = create_model(f"timm:{name}", num_classes=10, **TEST_SIZES.get(name, {})).eval()

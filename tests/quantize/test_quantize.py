@@ -157,6 +157,7 @@ def test_quantize_options_need_quantize(capsys):
     assert "applies with --quantize int8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_openvino_runs_the_int8_file(int8_teacher, tmp_path):
     # in a process of its own: OpenVINO's threads, loaded into the long test process beside torch's
     # and ONNX Runtime's, once ended the whole suite in a segfault (docs/SHIPPING.md#openvino)

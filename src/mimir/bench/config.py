@@ -39,6 +39,7 @@ one cell per value. Every problem is reported in one line naming the key, e.g.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,9 @@ from mimir.data.synthetic import parse_synthetic
 from mimir.errors import MimirError
 from mimir.methods import get_method, list_methods
 from mimir.models import is_model
-from mimir.prune import parse_scheme
+from mimir.prune import check_names, parse_scheme
 from mimir.recipe import Recipe, grid_key_of, recipe_defaults, setting_problem, settings
+from mimir.resolve import architecture
 from mimir.teachers.bundled import bundled_teacher_path
 
 #: top-level keys that are not recipe settings
@@ -216,11 +218,20 @@ def _row_cells(settings_: dict[str, list], at: str) -> list[Cell]:
             recipe = Recipe(**fields)
         except MimirError as err:
             raise _fail(at, err.problem) from None
-        try:
-            cells.append(make_cell(recipe, at))
-        except MimirError as err:   # the teacher's architecture could not be built
-            raise MimirError(f"{at}.teacher: {err.problem}", err.fix) from None
+        _check_model(recipe.teacher, recipe.prune, at)
+        cells.append(make_cell(recipe, at))
     return cells
+
+
+@functools.lru_cache(maxsize=256)
+def _check_model(teacher: str, prune: str, at: str) -> None:
+    """That the teacher's architecture can be built, and has every block or layer ``prune`` names."""
+    for key, check in (("teacher", lambda: architecture(teacher)),
+                       ("prune", lambda: check_names(architecture(teacher), prune))):
+        try:
+            check()
+        except MimirError as err:
+            raise MimirError(f"{at}.{key}: {err.problem}", err.fix) from None
 
 
 def _unique(cells: list[Cell]) -> list[Cell]:

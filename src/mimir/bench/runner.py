@@ -107,9 +107,14 @@ class Stopped(KeyboardInterrupt):
 
 @contextmanager
 def _stopped_by_signals() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise :class:`Stopped` in the main thread while the grid runs."""
+    """The first SIGTERM or SIGINT raises :class:`Stopped` in the main thread while the grid runs;
+    later ones are ignored, so that stopping the workers is not itself cut short."""
+    fired = []
+
     def handler(signum, frame):
-        raise Stopped(signum)
+        if not fired:
+            fired.append(signum)
+            raise Stopped(signum)
 
     main = threading.current_thread() is threading.main_thread()   # only it may set handlers
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
@@ -210,13 +215,17 @@ def run_bench(config: BenchConfig, results: str | Path, workers: int = 1, progre
         (f" ({rerun} of them ran before with other defaults)" if rerun else ""))
     finished: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"bench {config.name}", disable=not progress)
+    running = _finished(todo, results, config.name, workers, random_weights)
     try:
         with _stopped_by_signals():
-            for record in _finished(todo, results, config.name, workers, random_weights):
-                merge(results)   # the worker left the record beside the file; it joins it now, once
-                finished.append(record)
-                log(_describe(record))
-                bar.update()
+            try:
+                for record in running:
+                    merge(results)   # the worker left the record beside the file; it joins it now, once
+                    finished.append(record)
+                    log(_describe(record))
+                    bar.update()
+            finally:
+                running.close()   # a run cut short stops its workers now, not when the generator is collected
     finally:
         bar.close()
         merge(results)   # records left by cells that finished while the run was being stopped

@@ -29,6 +29,8 @@ from mimir.recipe import Recipe
 
 #: seconds an interrupted run has to finish its step and write its checkpoint before it is killed
 GRACE_S = SIGNAL_DELAY_S - 30
+#: seconds beyond GRACE_S that torchrun is given to stop its workers before the run is killed
+SHUTDOWN_MARGIN_S = 10
 RDZV_PORT = 29500
 
 
@@ -99,7 +101,7 @@ class CompressJob:
         if proc is not None and proc.poll() is None:
             print("mimir job: preempted or out of time; interrupting the run to write its checkpoint", flush=True)
             proc.send_signal(signal.SIGINT)
-            end = time.monotonic() + GRACE_S + 10
+            end = time.monotonic() + GRACE_S + SHUTDOWN_MARGIN_S
             while proc.poll() is None and time.monotonic() < end:
                 time.sleep(0.2)
             if proc.poll() is None:   # torchrun and its workers

@@ -64,13 +64,18 @@ def _loose_tensors(model: nn.Module) -> dict[str, list[int]]:
     return shapes
 
 
-def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
-    """Replace each named residual block by an identity; returns the names as the model spells them."""
+def droppable_blocks(model: nn.Module, names: list[str]) -> list[str]:
+    """``names`` as the model spells them, each a residual block; else the one-line error."""
     if not names:   # nothing to find: loading a file traces no modules
         return []
     droppable = residual_blocks(model)
-    full = [resolve_name(model, n, droppable, "unknown or non-droppable block",
+    return [resolve_name(model, n, droppable, "unknown or non-droppable block",
                          "blocks that add their input to their output") for n in names]
+
+
+def drop_blocks(model: nn.Module, names: list[str]) -> list[str]:
+    """Replace each named residual block by an identity; returns the names as the model spells them."""
+    full = droppable_blocks(model, names)
     for name in full:
         model.set_submodule(name, nn.Identity())
     return full
@@ -93,14 +98,19 @@ class MlpOnly(nn.Module):
 def drop_attention(model: nn.Module, names: list[str]) -> list[str]:
     """Remove the attention branch of each named transformer block (pre-norm blocks with
     ``attn``, ``norm2`` and ``mlp``, like timm's), keeping its MLP branch."""
-    if not names:
-        return []
-    blocks = transformer_blocks(model)
-    full = [resolve_name(model, n, blocks, "unknown or non-transformer block",
-                         "blocks with an attention and an MLP branch") for n in names]
+    full = attention_blocks(model, names)
     for name in full:
         model.set_submodule(name, MlpOnly(model.get_submodule(name)))
     return full
+
+
+def attention_blocks(model: nn.Module, names: list[str]) -> list[str]:
+    """``names`` as the model spells them, each a transformer block; else the one-line error."""
+    if not names:
+        return []
+    blocks = transformer_blocks(model)
+    return [resolve_name(model, n, blocks, "unknown or non-transformer block",
+                         "blocks with an attention and an MLP branch") for n in names]
 
 
 def _reshape(m: nn.Module, shape: list[int]) -> None:

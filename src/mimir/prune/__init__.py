@@ -3,8 +3,8 @@
 
 from mimir.prune.channels import HEAD_PRUNING, IMPORTANCES, importance
 from mimir.prune.rounding import auto_round_to, resolve_round_to
-from mimir.prune.schemes import Scheme, parse_scheme, prune
+from mimir.prune.schemes import Scheme, check_names, parse_scheme, prune
 from mimir.prune.structure import channel_groups
 
-__all__ = ["HEAD_PRUNING", "IMPORTANCES", "Scheme", "auto_round_to", "channel_groups", "importance", "parse_scheme", "prune",
-           "resolve_round_to"]
+__all__ = ["HEAD_PRUNING", "IMPORTANCES", "Scheme", "auto_round_to", "channel_groups", "check_names", "importance",
+           "parse_scheme", "prune", "resolve_round_to"]

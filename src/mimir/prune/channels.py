@@ -123,6 +123,12 @@ def _size(module: nn.Module, out: bool) -> int:
     return module.num_features
 
 
+def layer_names(model: nn.Module, names: list[str]) -> list[str]:
+    """``names`` as the model spells them, each one of its modules; else the one-line error."""
+    modules = [n for n, _ in model.named_modules() if n]
+    return [resolve_name(model, n, modules, "the model has no layer named", "modules of the model") for n in names]
+
+
 def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, scope: str = "inner",
                    round_to: int | None = None, importance_name: str = "l1", global_pruning: bool = False,
                    layer_ratios: dict[str, float] | None = None, images: torch.Tensor | None = None,
@@ -150,9 +156,8 @@ def prune_channels(model: nn.Module, ratio: float, example_input: torch.Tensor, 
         if images is None:
             raise MimirError(f"importance '{importance_name}' needs the few samples", "pass images=")
         criterion.prepare(model, images)
-    modules = [n for n, _ in model.named_modules() if n]
-    ratios = {model.get_submodule(resolve_name(model, n, modules, "the model has no layer named",
-                                               "modules of the model")): r for n, r in (layer_ratios or {}).items()}
+    ratios = {model.get_submodule(full): r for full, r in zip(layer_names(model, list(layer_ratios or {})),
+                                                              (layer_ratios or {}).values())}
     heads = {m.qkv: m.num_heads for m in attention.values()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unwrapped parameters")

@@ -25,8 +25,8 @@ from torch import nn
 
 from mimir.errors import MimirError
 from mimir.evaluate.cost import count_macs_params
-from mimir.export.architecture import describe, drop_attention, drop_blocks
-from mimir.prune.channels import IMPORTANCES, prune_channels
+from mimir.export.architecture import attention_blocks, describe, drop_attention, drop_blocks, droppable_blocks
+from mimir.prune.channels import IMPORTANCES, layer_names, prune_channels
 
 _CHANNEL_KINDS = ("channels", "channels-all", "macs", "macs-all")
 _USAGE = ("use channels:R or channels-all:R (0 < R < 1), channels:LAYER=R,..., macs:F, blocks:NAME,NAME, "
@@ -123,6 +123,17 @@ def _prune_to_budget(teacher: nn.Module, scheme: Scheme, example: torch.Tensor, 
             lo = mid
     student, kept, ratio = best
     return student, {"kept": kept, "ratio": ratio}
+
+
+def check_names(model: nn.Module, scheme: Scheme | str) -> None:
+    """That every block or layer ``scheme`` names is one of ``model``'s, with the one-line error
+    :func:`prune` would give, without pruning anything (a grid checks each of its schemes so)."""
+    scheme = parse_scheme(scheme) if isinstance(scheme, str) else scheme
+    if scheme.kind == "blocks" and not scheme.auto_k:
+        droppable_blocks(model, list(scheme.blocks))
+    elif scheme.kind == "attention":
+        attention_blocks(model, list(scheme.blocks))
+    layer_names(model, [name for name, _ in scheme.layer_ratios])
 
 
 def prune(teacher: nn.Module, scheme: Scheme | str, example_input: torch.Tensor, round_to: int | None = None,

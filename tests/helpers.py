@@ -17,7 +17,10 @@ SMALL = {"resnet18", "resnet34", "resnet50", "mobilenet_v2"}
 def tiered(names, fast) -> list:
     """``names`` as pytest parameters: those in ``fast`` in the fast tier, the others marked slow
     (the full suite runs them all)."""
-    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
+    def param(n):
+        return pytest.param(*(n if isinstance(n, tuple) else (n,)), marks=pytest.mark.slow)
+
+    return [n if n in fast else param(n) for n in names]
 
 
 def small_model(name):

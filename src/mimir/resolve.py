@@ -51,7 +51,7 @@ class Resolved:
 def is_own_code(reference: object) -> bool:
     """Whether ``reference`` names a user's ``MODULE:CALLABLE`` (not a registry name or a file)."""
     return isinstance(reference, str) and ":" in reference and not is_model(reference) \
-        and not Path(reference).exists()
+        and timm_name(reference) is None and not Path(reference).exists()
 
 
 def resolve_model(reference: str | Path | nn.Module, weights: str | Path | None = None, *,
@@ -68,7 +68,7 @@ def resolve_model(reference: str | Path | nn.Module, weights: str | Path | None 
     if feature_layer is not None and not is_own_code(reference):
         raise MimirError(f"--feature-layer is only for a user's own model; '{reference}' already has its "
                          "pre-pool split", "leave --feature-layer out")
-    if is_model(reference):
+    if is_model(reference) or timm_name(reference) is not None:   # a timm name timm lacks: its own error
         resolved = _from_registry(reference, weights, data_config, given)
     elif is_own_code(reference):
         net = build_from_factory(reference)
@@ -132,6 +132,8 @@ def _from_file(path: str | Path, trust_code: bool) -> Resolved:
 
 def _from_registry(name: str, weights: str | Path | None, data_config: DataConfig | None,
                    given: dict) -> Resolved:
+    if not is_model(name):
+        create_model(name)   # a timm name timm does not have: its one-line error, naming close ones
     if weights is None:
         path = bundled_teacher_path(name)
         if path is None:

@@ -133,7 +133,7 @@ def _on_sigterm(signum, frame):
     raise _Terminated(128 + signum)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, runner: int) -> None:
     """A pool worker: its share of the torch threads; Ctrl-C is the runner's to handle (it stops the
     workers with SIGTERM); SIGTERM ends the cell; on Linux the worker also gets SIGTERM when the
     runner dies without stopping it (SIGKILL), so no worker outlives its run."""
@@ -142,7 +142,7 @@ def _init_worker(threads: int) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-        if os.getppid() == 1:   # the runner died before prctl: do not run orphaned
+        if os.getppid() != runner:   # the runner died before prctl: do not run orphaned
             os._exit(1)
 
 
@@ -177,7 +177,7 @@ def _finished(todo: list[Cell], results: Path, bench: str, workers: int, random_
         return
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
         futures = [pool.submit(_worker_cell, cell, results, bench, random_weights) for cell in todo]
         for future in as_completed(futures):

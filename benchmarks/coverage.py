@@ -13,13 +13,16 @@ The models and the status each is expected to reach are ``benchmarks/coverage-mo
 rows ``benchmarks/results/coverage.jsonl`` (one JSON line per model, the latest counts); the
 report ``docs/COVERAGE.md``. Comparing the rows with the expectations names every regression (a
 model expected to pass that does not) and every unexpected pass; ``--render`` exits 1 on a
-regression. Each model runs in a process of its own, one thread, at most ``--timeout`` seconds.
+regression. Each model runs in a process of its own, one thread, at most ``--timeout`` seconds,
+``--jobs`` at a time. The third-party models need their packages: ``.venv/bin/pip install
+efficientnet-pytorch efficientnet-lite-pytorch`` (not dependencies of mimir).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 import time
 from collections import Counter
@@ -108,7 +111,8 @@ def main() -> int:
         _write_models(list(models.values()))
         print(f"expected statuses of {len(models)} models set from {RESULTS}")
         return 0
-    if not args.render:
+    if not args.render:   # the third-party factories (coverage_models.py) import from this folder
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")]))
         chosen = [Candidate(m["source"], m["group"], m["model"]) for m in models.values()
                   if args.only is None or fnmatch.fnmatch(m["model"], args.only)]
         started = time.time()

@@ -28,9 +28,9 @@ def sweep(candidates: list[Candidate], results: str | Path, timeout: int = 600, 
     done = {} if rerun else {r["model"]: r for r in read_rows(results)}
     todo = [c for c in candidates if c.model not in done]
     rows, versions = [], _versions()
-    pool = ThreadPoolExecutor(jobs)   # threads that wait on processes
+    pool, running = ThreadPoolExecutor(jobs), set()   # threads that wait on the models' processes
     try:
-        futures = [pool.submit(_in_a_process, c, timeout, check_kwargs) for c in todo]
+        futures = [pool.submit(_in_a_process, c, timeout, check_kwargs, running) for c in todo]
         for future in as_completed(futures):
             row = future.result()
             with results.open("a") as f:
@@ -38,22 +38,30 @@ def sweep(candidates: list[Candidate], results: str | Path, timeout: int = 600, 
             log(f"{row.status:<8} {row.stage:<6} {row.model} ({row.seconds:.0f} s)"
                 + (f": {row.reason}" if row.reason else ""))
             rows.append(row)
-    finally:   # Ctrl-C reaches the running models' processes too (one process group); start no more
+    finally:   # stopped (Ctrl-C, kill): start no more, end the running ones
         pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(running):
+            proc.kill()
     return rows
 
 
-def _in_a_process(c: Candidate, timeout: int, check_kwargs: dict) -> Row:
+def _in_a_process(c: Candidate, timeout: int, check_kwargs: dict, running: set) -> Row:
     args = json.dumps({"reference": c.model, "source": c.source, "group": c.group, **check_kwargs})
     started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mimir.bench.coverage.sweep", args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    running.add(proc)
     try:
-        run = subprocess.run([sys.executable, "-m", "mimir.bench.coverage.sweep", args], capture_output=True, text=True,
-                             timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return Row(c.source, c.group, c.model, "failed", "?", f"timed out after {timeout} s", seconds=timeout)
-    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
-    if run.returncode != 0 or not lines:
-        said = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1][:200]
+    finally:
+        running.discard(proc)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        said = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:200]
         return Row(c.source, c.group, c.model, "failed", "?", f"the process died: {said}",
                    seconds=round(time.perf_counter() - started, 1))
     return Row(**json.loads(lines[-1]))

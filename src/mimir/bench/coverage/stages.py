@@ -77,9 +77,8 @@ class Row:
 
 def _images(count: int, config: DataConfig, seed: int) -> UnlabeledImages:
     """``count`` random images at the model's input size (uint8, as decoded images are) whose power
-    falls as 1/f^2 with spatial frequency, as in photographs: their statistics do not change under
-    the random crops and resizes of training, as white noise's would (a student mimicking on
-    blurred crops of white noise grows worse on sharp held-out noise)."""
+    falls as 1/f^2 with spatial frequency, as in photographs: unlike white noise, their statistics
+    hardly change under the random crops and resizes of training."""
     g = torch.Generator().manual_seed(seed)
     size = config.input_size
     fy, fx = torch.fft.fftfreq(size).view(-1, 1), torch.fft.fftfreq(size).view(1, -1)
@@ -122,8 +121,8 @@ def _like_trained(model: nn.Module, x: torch.Tensor) -> None:
 
 
 def _natural_scheme(model: torch.nn.Module) -> str:
-    """One transformer block's attention where the model has such blocks, else one residual block
-    (the last of the first run of blocks, where dropping costs least), else none."""
+    """One transformer block's attention (the middle one) where the model has such blocks, else its
+    last residual block, else none."""
     blocks = transformer_blocks(model)
     if blocks:
         return f"attention:{blocks[len(blocks) // 2].removeprefix('model.')}"

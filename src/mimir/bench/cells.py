@@ -62,16 +62,30 @@ def make_cell(recipe: Recipe, at: str = "") -> Cell:
                                       family), at)
 
 
+def recipe_of(record: dict) -> dict:
+    """The full recipe of a result line as the grid gave it, every field present (lines written
+    before recipes were recorded hold the benchmark cell's fields under ``config``; the rest take
+    their defaults)."""
+    return {**recipe_defaults(), **_given(record)}
+
+
+def options_of(method: str, given: dict, recorded: dict | None) -> dict:
+    """The method's options in effect in a run: as its record holds them, or, for records older
+    than that, the method's defaults of then under the options given."""
+    if recorded is not None:
+        return recorded
+    spec = get_method(method)
+    return {**(spec.unrecorded_options or spec.options), **given}
+
+
 def record_key(record: dict) -> str:
     """The key of what a finished record ran (see the module docstring), whatever key it was written with."""
     as_run = (record.get("summary") or {}).get("recipe") or _given(record)
     fields = {**recipe_defaults(), **{k: v for k, v in UNRECORDED.items() if k not in as_run}, **as_run}
     if fields.get("round_to") is None:
         fields["round_to"] = UNRECORDED["round_to"]
-    method = get_method(fields["method"])
-    options = (record.get("summary") or {}).get("method_options")
-    if options is None:   # older than records of the options in effect: the method's defaults of then
-        options = {**(method.unrecorded_options or method.options), **(fields.get("options") or {})}
+    options = options_of(fields["method"], fields.get("options") or {},
+                         (record.get("summary") or {}).get("method_options"))
     return identity(fields, options, architecture_family(fields["teacher"]))
 
 
@@ -95,7 +109,7 @@ def finished_records(records: list[dict], cells: list[Cell]) -> dict[str, dict]:
     keys = {c.key for c in cells}
     done: dict[str, dict] = {}
     for r in records:
-        if r.get("status") == "ok" and _given(r).get("teacher") in teachers:
+        if r.get("status") == "ok" and recipe_of(r)["teacher"] in teachers:
             key = record_key(r)
             if key in keys:
                 done[key] = r
@@ -111,7 +125,7 @@ def outdated(records: list[dict], cells: list[Cell]) -> list[Cell]:
     """The cells not finished although a finished record holds their recipe as the grid gives it:
     it ran before a default changed (or with another CPU's channel block), so they run again."""
     done = finished_keys(records, cells)
-    given = {_text({**recipe_defaults(), **_given(r)}) for r in records if r.get("status") == "ok"}
+    given = {_text(recipe_of(r)) for r in records if r.get("status") == "ok"}
     return [c for c in cells if c.key not in done and _text(c.recipe.to_dict()) in given]
 
 

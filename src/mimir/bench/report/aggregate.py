@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from mimir.bench.cells import options_of, recipe_of
 from mimir.methods import get_method, list_methods
 from mimir.recipe import recipe_defaults
 
@@ -48,13 +49,6 @@ _SOURCES = ("data", "extra_data")
 def _mean(values):
     values = [v for v in values if v is not None]
     return statistics.mean(values) if values else None
-
-
-def recipe_of(record: dict) -> dict:
-    """The full recipe of a result line, every field present (lines written before recipes were
-    recorded hold the benchmark cell's fields under ``config``; the rest take their defaults)."""
-    given = record.get("recipe") or record.get("config") or {}
-    return {**recipe_defaults(), **given}
 
 
 def _setting(recipe: dict, varying: list[str]) -> str:
@@ -202,13 +196,8 @@ def changes(row: Row) -> dict:
     if base is None:
         return {}
     options = row.recipe.get("options") or {}
-    # the options in effect as the cell recorded them (a family's defaults, defaults of the time);
-    # for records older than that, the method's defaults of then and the cell's options
-    if row.method_options is not None:
-        effective = row.method_options
-    else:
-        method = get_method(row.method)
-        effective = {**(method.unrecorded_options or method.options), **options}
+    # the options in effect as the cell recorded them (a family's defaults, defaults of the time)
+    effective = options_of(row.method, options, row.method_options)
     plain = get_method(base).options
     return {k: v for k, v in effective.items() if plain.get(k) != v}
 
